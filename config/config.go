@@ -1,0 +1,252 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/modulehub/simpleconnect/redact"
+)
+
+// DefaultCRMHosts are the public domains under which RetailCRM / Simla.com
+// accounts live; a systemUrl must be a host under one of them.
+var DefaultCRMHosts = []string{
+	"retailcrm.ru", "retailcrm.pro", "retailcrm.es", "retailcrm.io",
+	"simla.com", "simla.io",
+}
+
+// KnownScopes are the API-key permissions the CRM knows (spec §1). A scope
+// outside this list is almost certainly a typo that would make every
+// connection fail later, so it stops the start.
+var KnownScopes = []string{
+	"integration_read", "integration_write", "order_read", "order_write",
+	"customer_read", "customer_write", "reference_read", "reference_write",
+	"store_read", "store_write", "user_read", "user_write", "delivery_read",
+	"delivery_write", "telephony_read", "telephony_write", "task_read",
+	"task_write", "cost_read", "cost_write", "file_read", "file_write",
+	"segment_read", "custom_fields_read", "custom_fields_write", "loyalty_read",
+	"loyalty_write", "analytics_read", "analytics_write", "payments_read",
+	"payments_write", "verification_read", "verification_write",
+}
+
+// Config is every setting of the service: one field per row of the README's
+// environment table.
+type Config struct {
+	ListenAddr string `envconfig:"LISTEN_ADDR" default:":8080"`
+	PublicURL  string `envconfig:"PUBLIC_URL" default:"http://localhost:8080"`
+
+	ModuleCode            string          `envconfig:"MODULE_CODE" required:"true"`
+	ModuleIntegrationCode string          `envconfig:"MODULE_INTEGRATION_CODE"`
+	ModuleName            string          `envconfig:"MODULE_NAME"`
+	ModuleLogoURL         string          `envconfig:"MODULE_LOGO_URL"`
+	ModuleSecrets         []redact.Secret `envconfig:"MODULE_SECRETS" required:"true"` // first is current; all verify
+	ModuleScopes          []string        `envconfig:"MODULE_SCOPES" default:"integration_read,integration_write"`
+
+	// RedisURL may carry a password, so it is a Secret.
+	RedisURL          redact.Secret `envconfig:"REDIS_URL"`
+	RedisClusterAddrs []string      `envconfig:"REDIS_CLUSTER_ADDRS"`
+	RedisKeyPrefix    string        `envconfig:"REDIS_KEY_PREFIX" default:"simpleconnect"`
+
+	CRMAllowedHosts  []string      `envconfig:"CRM_ALLOWED_HOSTS"`
+	CRMAllowInsecure bool          `envconfig:"CRM_ALLOW_INSECURE" default:"false"`
+	CRMTimeout       time.Duration `envconfig:"CRM_TIMEOUT" default:"10s"`
+
+	EncryptionKeys EncryptionKeys  `envconfig:"ENCRYPTION_KEY"`
+	AdminTokens    []redact.Secret `envconfig:"ADMIN_TOKEN"`
+
+	SessionTTL      time.Duration `envconfig:"SESSION_TTL" default:"12h"`
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	LogFormat       string        `envconfig:"LOG_FORMAT" default:"text"`
+	LogLevel        slog.Level    `envconfig:"LOG_LEVEL" default:"info"`
+}
+
+// Load reads the process environment and validates it.
+func Load() (Config, error) {
+	var c Config
+	if err := envconfig.Process("", &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) { // pe.Value may be a secret: name the variable only
+			return c, fmt.Errorf("config: %s: %w", pe.KeyName, pe.Err)
+		}
+		return c, fmt.Errorf("config: %w", err)
+	}
+	c.applyDefaults()
+	return c, c.Validate()
+}
+
+// applyDefaults fills the settings whose default is another setting.
+func (c *Config) applyDefaults() {
+	if c.ModuleIntegrationCode == "" {
+		c.ModuleIntegrationCode = c.ModuleCode
+	}
+	if c.ModuleName == "" {
+		c.ModuleName = c.ModuleCode
+	}
+	if len(c.CRMAllowedHosts) == 0 {
+		c.CRMAllowedHosts = slices.Clone(DefaultCRMHosts)
+	}
+	for i, h := range c.CRMAllowedHosts {
+		c.CRMAllowedHosts[i] = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
+	}
+	for i, s := range c.ModuleScopes {
+		c.ModuleScopes[i] = strings.TrimSpace(s)
+	}
+}
+
+// WithDefaults returns c with the settings that default to other settings
+// filled in, as Load does. Tests that build a Config literal call it.
+func (c Config) WithDefaults() Config {
+	c.CRMAllowedHosts = slices.Clone(c.CRMAllowedHosts)
+	c.ModuleScopes = slices.Clone(c.ModuleScopes)
+	c.applyDefaults()
+	return c
+}
+
+var (
+	moduleCodeRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+	hostRe       = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
+)
+
+// Validate checks every rule and reports all broken ones, one line each.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(name, why string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: "+why, append([]any{name}, args...)...))
+	}
+
+	if c.ListenAddr == "" {
+		bad("LISTEN_ADDR", "must not be empty")
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") ||
+		u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		bad("PUBLIC_URL", "must be an absolute http(s) URL without query, e.g. https://module.example.com")
+	}
+	if !moduleCodeRe.MatchString(c.ModuleCode) {
+		bad("MODULE_CODE", "must be the module code from the partner account (letters, digits, '-', '_', '.')")
+	}
+	if c.ModuleIntegrationCode != "" && !moduleCodeRe.MatchString(c.ModuleIntegrationCode) {
+		bad("MODULE_INTEGRATION_CODE", "must be letters, digits, '-', '_' or '.'")
+	}
+	if c.ModuleLogoURL != "" {
+		if u, err := url.Parse(c.ModuleLogoURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("MODULE_LOGO_URL", "must be an absolute http(s) URL")
+		}
+	}
+	if len(c.ModuleSecrets) == 0 {
+		bad("MODULE_SECRETS", "is required: the secret from the module card of the partner account")
+	}
+	for i, s := range c.ModuleSecrets {
+		if strings.TrimSpace(s.Reveal()) == "" {
+			bad("MODULE_SECRETS", "secret #%d is empty", i+1)
+		}
+	}
+	if len(c.ModuleScopes) == 0 {
+		bad("MODULE_SCOPES", "must list at least one scope")
+	}
+	for _, s := range c.ModuleScopes {
+		if !slices.Contains(KnownScopes, s) {
+			bad("MODULE_SCOPES", "unknown scope %q", s) // scope names are public, quoting is safe
+		}
+	}
+
+	if !c.RedisURL.IsZero() {
+		if u, err := url.Parse(c.RedisURL.Reveal()); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			bad("REDIS_URL", "must be a redis://, rediss:// or unix:// URL")
+		}
+		if len(c.RedisClusterAddrs) > 0 {
+			bad("REDIS_CLUSTER_ADDRS", "set either REDIS_URL or REDIS_CLUSTER_ADDRS, not both")
+		}
+	}
+	if !c.UsesEmbeddedStore() && len(c.EncryptionKeys) == 0 {
+		bad("ENCRYPTION_KEY", "is required with an external Redis: 32 random bytes, base64 (openssl rand -base64 32)")
+	}
+	if c.RedisKeyPrefix == "" || strings.ContainsAny(c.RedisKeyPrefix, "{} \t\r\n") {
+		bad("REDIS_KEY_PREFIX", "must be non-empty without braces or spaces")
+	}
+
+	for _, h := range c.CRMAllowedHosts {
+		if !hostRe.MatchString(h) {
+			bad("CRM_ALLOWED_HOSTS", "%q is not a host name suffix", h)
+		}
+	}
+	if c.CRMTimeout <= 0 {
+		bad("CRM_TIMEOUT", "must be a positive duration, e.g. 10s")
+	}
+	if c.SessionTTL < time.Minute {
+		bad("SESSION_TTL", "must be at least 1m")
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("SHUTDOWN_TIMEOUT", "must be a positive duration")
+	}
+	for i, t := range c.AdminTokens {
+		if len(t.Reveal()) < 16 {
+			bad("ADMIN_TOKEN", "token #%d is shorter than 16 characters", i+1)
+		}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("LOG_FORMAT", "must be text or json")
+	}
+	return errors.Join(errs...)
+}
+
+// UsesEmbeddedStore reports whether no external Redis is configured.
+func (c Config) UsesEmbeddedStore() bool {
+	return c.RedisURL.IsZero() && len(c.RedisClusterAddrs) == 0
+}
+
+// PublicURLFor returns the absolute public URL of a path of this service.
+func (c Config) PublicURLFor(path string) string {
+	return strings.TrimSuffix(c.PublicURL, "/") + path
+}
+
+// SecureCookies reports whether cookies must carry the Secure flag.
+func (c Config) SecureCookies() bool { return strings.HasPrefix(c.PublicURL, "https://") }
+
+// EncryptionKeys are AES-256 keys, the first one current. The environment
+// holds them as a comma-separated list of base64 strings.
+type EncryptionKeys [][]byte
+
+// Decode implements envconfig.Decoder. Its errors never quote the value.
+func (k *EncryptionKeys) Decode(value string) error {
+	*k = nil
+	for i, part := range strings.Split(value, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		b, err := base64.StdEncoding.DecodeString(part)
+		if err != nil {
+			b, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(part, "="))
+		}
+		if err != nil {
+			return fmt.Errorf("key #%d is not base64", i+1)
+		}
+		if len(b) != 32 {
+			return fmt.Errorf("key #%d is %d bytes, want 32", i+1, len(b))
+		}
+		*k = append(*k, b)
+	}
+	return nil
+}
+
+// String, Format and LogValue keep the keys out of any printed Config.
+func (k EncryptionKeys) String() string             { return fmt.Sprintf("[%d redacted keys]", len(k)) }
+func (k EncryptionKeys) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }
+func (k EncryptionKeys) LogValue() slog.Value       { return slog.StringValue(k.String()) }
+
+// LogoURL is the logo sent to the CRM and shown on the account page: the
+// configured one, else the service's own.
+func (c Config) LogoURL() string {
+	if c.ModuleLogoURL != "" {
+		return c.ModuleLogoURL
+	}
+	return c.PublicURLFor("/static/logo.svg")
+}

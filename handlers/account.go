@@ -1,0 +1,126 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/store"
+)
+
+// cookieName is the session cookie's name. Over https it takes the
+// __Host- prefix: the browser then insists on Secure, Path=/ and no Domain.
+func (s *server) cookieName() string {
+	if s.cfg.SecureCookies() {
+		return "__Host-session"
+	}
+	return "session"
+}
+
+func (s *server) setSessionCookie(c echo.Context, value string, maxAge time.Duration) {
+	c.SetCookie(&http.Cookie{
+		Name: s.cookieName(), Value: value, Path: "/",
+		MaxAge: int(maxAge.Seconds()), HttpOnly: true, Secure: s.cfg.SecureCookies(),
+		SameSite: http.SameSiteLaxMode, // the CRM's POST is cross-site; the 303 GET that follows is a top-level navigation, which Lax allows
+	})
+}
+
+func (s *server) clearSessionCookie(c echo.Context) {
+	c.SetCookie(&http.Cookie{
+		Name: s.cookieName(), Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: s.cfg.SecureCookies(), SameSite: http.SameSiteLaxMode,
+	})
+}
+
+func (s *server) sessionID(c echo.Context) redact.Secret {
+	ck, err := c.Cookie(s.cookieName())
+	if err != nil {
+		return ""
+	}
+	return redact.Secret(ck.Value)
+}
+
+// handleAccountLogin is accountUrl (spec §4): the CRM sends the owner's
+// browser here with the clientId. A known clientId starts a new session
+// (any old one ends: rotation on sign-in) and redirects to the page.
+func (s *server) handleAccountLogin(c echo.Context) error {
+	noStore(c)
+	form, err := formValues(c)
+	if err != nil {
+		return err
+	}
+	clientID := redact.Secret(strings.TrimSpace(form.Get("clientId")))
+	if clientID.IsZero() || len(clientID.Reveal()) > 256 {
+		return errUnknownClient
+	}
+	ctx := c.Request().Context()
+	acc, err := s.accounts.FindByClientID(ctx, clientID)
+	if err != nil {
+		return notFoundAs(err, errUnknownClient)
+	}
+	if old := s.sessionID(c); !old.IsZero() {
+		if err := s.sessions.DeleteSession(ctx, old); err != nil {
+			return err
+		}
+	}
+	sess, err := s.sessions.CreateSession(ctx, acc.ID, s.cfg.SessionTTL)
+	if err != nil {
+		return err
+	}
+	c.Set("account_id", acc.ID)
+	s.setSessionCookie(c, sess.ID.Reveal(), s.cfg.SessionTTL)
+	return c.Redirect(http.StatusSeeOther, "/account")
+}
+
+// session returns the signed-in session and its account.
+func (s *server) session(c echo.Context) (store.Session, store.Account, error) {
+	ctx := c.Request().Context()
+	sess, err := s.sessions.GetSession(ctx, s.sessionID(c))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Session{}, store.Account{}, errNoSession
+	}
+	if err != nil {
+		return store.Session{}, store.Account{}, err
+	}
+	acc, err := s.accounts.Get(ctx, sess.AccountID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Session{}, store.Account{}, errNoSession
+	}
+	c.Set("account_id", acc.ID)
+	return sess, acc, err
+}
+
+// handleAccountPage shows the module's personal account page.
+func (s *server) handleAccountPage(c echo.Context) error {
+	noStore(c)
+	sess, acc, err := s.session(c)
+	if err != nil {
+		return err
+	}
+	return c.Render(http.StatusOK, "account.html", s.accountView(sess, acc))
+}
+
+// handleAccountLogout ends the session.
+func (s *server) handleAccountLogout(c echo.Context) error {
+	noStore(c)
+	sess, _, err := s.session(c)
+	if err != nil {
+		return err
+	}
+	form, err := formValues(c)
+	if err != nil {
+		return err
+	}
+	if !sess.ValidCSRF(form.Get("csrf")) {
+		return errBadCSRF
+	}
+	if err := s.sessions.DeleteSession(c.Request().Context(), sess.ID); err != nil {
+		return err
+	}
+	s.clearSessionCookie(c)
+	return s.pages.renderMessage(c, http.StatusOK, "You are signed out. Open the module again from your CRM to come back.")
+}

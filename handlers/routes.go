@@ -1,0 +1,37 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// maxBody caps every request body: the CRM's webhooks are a few hundred
+// bytes, the account page's forms a few kilobytes.
+const maxBody = "64K"
+
+// routes is the whole HTTP surface, top to bottom.
+func (s *server) routes(e *echo.Echo) {
+	e.Use(
+		requestID(),
+		s.requestLog(),
+		s.recoverPanics(),
+		securityHeaders(),
+		bodyLimit(maxBody),
+	)
+
+	// The CRM's webhooks (spec §1, §2, §5): HTTP 200 JSON, success or not.
+	e.GET("/config", s.handleConfig)
+	e.POST("/register", s.handleRegister)
+	e.POST("/activity", s.handleActivity)
+
+	// The shop owner's account page.
+	e.POST("/account", s.handleAccountLogin)
+	e.GET("/account", s.handleAccountPage)
+	e.POST("/account/logout", s.handleAccountLogout)
+	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticFiles())))
+
+	// Operations.
+	e.GET("/healthz", s.handleHealthz)
+	e.GET("/readyz", s.handleReadyz)
+}

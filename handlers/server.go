@@ -1,0 +1,99 @@
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/modulehub/simpleconnect/config"
+	"github.com/modulehub/simpleconnect/connect"
+	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/store"
+	"github.com/modulehub/simpleconnect/verify"
+)
+
+// Connector connects a shop (package connect).
+type Connector interface {
+	Connect(ctx context.Context, systemURL string, apiKey redact.Secret) (store.Account, error)
+}
+
+var _ Connector = (*connect.Service)(nil)
+
+// Accounts is what the handlers need of the account store.
+type Accounts interface {
+	Get(ctx context.Context, id string) (store.Account, error)
+	FindByClientID(ctx context.Context, clientID redact.Secret) (store.Account, error)
+	SetActivity(ctx context.Context, id string, active, frozen bool) (store.Account, error)
+	Move(ctx context.Context, id, systemURL string) (store.Account, error)
+}
+
+// Sessions is what the account page needs to remember a signed-in browser.
+type Sessions interface {
+	CreateSession(ctx context.Context, accountID string, ttl time.Duration) (store.Session, error)
+	GetSession(ctx context.Context, id redact.Secret) (store.Session, error)
+	DeleteSession(ctx context.Context, id redact.Secret) error
+}
+
+// Pinger answers whether the store is reachable (readiness).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+var (
+	_ Accounts = (*store.Redis)(nil)
+	_ Sessions = (*store.Redis)(nil)
+	_ Pinger   = (*store.Redis)(nil)
+)
+
+// Deps are the server's dependencies.
+type Deps struct {
+	Config    config.Config
+	Log       *slog.Logger
+	Connector Connector
+	Accounts  Accounts
+	Sessions  Sessions
+	Store     Pinger
+	// Addresses validates shop addresses; built from Config when zero.
+	Addresses *verify.AddressPolicy
+}
+
+// server carries what handlers share.
+type server struct {
+	cfg       config.Config
+	log       *slog.Logger
+	connector Connector
+	accounts  Accounts
+	sessions  Sessions
+	store     Pinger
+	addresses verify.AddressPolicy
+	pages     *pages
+}
+
+// New builds the HTTP server from the config and its dependencies.
+func New(d Deps) *echo.Echo {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &server{
+		cfg: d.Config, log: d.Log, connector: d.Connector, accounts: d.Accounts, sessions: d.Sessions, store: d.Store,
+		pages: mustParsePages(),
+	}
+	if d.Addresses != nil {
+		s.addresses = *d.Addresses
+	} else {
+		s.addresses = AddressPolicy(d.Config)
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Renderer = s.pages
+	s.routes(e)
+	return e
+}
+
+// AddressPolicy is the shop address policy the config describes.
+func AddressPolicy(cfg config.Config) verify.AddressPolicy {
+	return verify.AddressPolicy{AllowedHosts: cfg.CRMAllowedHosts, AllowInsecure: cfg.CRMAllowInsecure}
+}

@@ -1,0 +1,76 @@
+package store
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Event types appended to the stream. docs/events.md documents the schema.
+const (
+	EventConnected       = "account.connected"
+	EventReconnected     = "account.reconnected"
+	EventActivity        = "account.activity"
+	EventMoved           = "account.moved"
+	EventDeactivated     = "account.deactivated"
+	EventSettingsChanged = "account.settings_changed"
+)
+
+// Event is one entry of the account event stream. It never carries a
+// credential.
+type Event struct {
+	StreamID          string    `json:"stream_id"`
+	Type              string    `json:"type"`
+	AccountID         string    `json:"account_id"`
+	SystemURL         string    `json:"system_url"`
+	Status            Status    `json:"status"`
+	At                time.Time `json:"at"`
+	KeyChanged        bool      `json:"key_changed,omitempty"`
+	PreviousSystemURL string    `json:"previous_system_url,omitempty"`
+}
+
+func (s *Redis) appendEvent(ctx context.Context, p redis.Pipeliner, e Event) {
+	values := []any{
+		"type", e.Type,
+		"account_id", e.AccountID,
+		"system_url", e.SystemURL,
+		"status", string(e.Status),
+		"at", e.At.UTC().Format(time.RFC3339Nano),
+	}
+	if e.KeyChanged {
+		values = append(values, "key_changed", "true")
+	}
+	if e.PreviousSystemURL != "" {
+		values = append(values, "previous_system_url", e.PreviousSystemURL)
+	}
+	p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.events(), MaxLen: s.maxEvents, Approx: true, Values: values})
+}
+
+// EventsStream is the Redis key of the event stream, for consumers.
+func (s *Redis) EventsStream() string { return s.keys.events() }
+
+// Events reads up to count events after the stream id after ("" or "-": from
+// the start), oldest first.
+func (s *Redis) Events(ctx context.Context, after string, count int64) ([]Event, error) {
+	start := "-"
+	if after != "" && after != "-" {
+		start = "(" + after
+	}
+	msgs, err := s.rdb.XRangeN(ctx, s.keys.events(), start, "+", count).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Event, 0, len(msgs))
+	for _, m := range msgs {
+		str := func(k string) string { v, _ := m.Values[k].(string); return v }
+		at, _ := time.Parse(time.RFC3339Nano, str("at"))
+		kc, _ := strconv.ParseBool(str("key_changed"))
+		out = append(out, Event{
+			StreamID: m.ID, Type: str("type"), AccountID: str("account_id"), SystemURL: str("system_url"),
+			Status: Status(str("status")), At: at, KeyChanged: kc, PreviousSystemURL: str("previous_system_url"),
+		})
+	}
+	return out, nil
+}

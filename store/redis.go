@@ -1,0 +1,178 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/oklog/ulid/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/seal"
+)
+
+// Options say which Redis to use and how.
+type Options struct {
+	// URL is a redis://, rediss:// or unix:// URL of a single node.
+	URL redact.Secret
+	// ClusterAddrs are seed nodes of a Redis Cluster.
+	ClusterAddrs []string
+	// SentinelMaster and SentinelAddrs select a Sentinel-managed master.
+	SentinelMaster string
+	SentinelAddrs  []string
+	// Password is used with ClusterAddrs and SentinelAddrs (a URL carries
+	// its own).
+	Password redact.Secret
+	// Prefix starts every key name.
+	Prefix string
+	// EncryptionKeys seal credentials; the first is current. With the
+	// embedded store an ephemeral key is made when none is given.
+	EncryptionKeys [][]byte
+	// EventsMaxLen bounds the event stream (approximately).
+	EventsMaxLen int64
+	Log          *slog.Logger
+}
+
+// Redis is the account store.
+type Redis struct {
+	rdb       redis.UniversalClient
+	keys      keys
+	ring      *seal.Keyring
+	maxEvents int64
+	now       func() time.Time
+	closers   []func() error
+}
+
+// Open connects to the configured Redis, or starts the embedded one when no
+// address is given, and checks that it answers.
+func Open(ctx context.Context, o Options) (*Redis, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var (
+		rdb     redis.UniversalClient
+		closers []func() error
+		mode    string
+	)
+	switch {
+	case !o.URL.IsZero():
+		opt, err := redis.ParseURL(o.URL.Reveal())
+		if err != nil {
+			return nil, errors.New("store: REDIS_URL is not a valid Redis URL") // the URL may hold a password
+		}
+		rdb, mode = redis.NewClient(opt), "single"
+	case len(o.ClusterAddrs) > 0:
+		rdb = redis.NewUniversalClient(&redis.UniversalOptions{
+			Addrs: o.ClusterAddrs, Password: o.Password.Reveal(), IsClusterMode: true,
+		})
+		mode = "cluster"
+	case o.SentinelMaster != "":
+		rdb = redis.NewUniversalClient(&redis.UniversalOptions{
+			Addrs: o.SentinelAddrs, MasterName: o.SentinelMaster, Password: o.Password.Reveal(),
+		})
+		mode = "sentinel"
+	default:
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("store: start embedded redis: %w", err)
+		}
+		rdb = redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		closers = append(closers, func() error { mr.Close(); return nil })
+		mode = "embedded"
+		log.Warn("using the embedded in-process store: development only, accounts are lost on restart; set REDIS_URL in production")
+		if len(o.EncryptionKeys) == 0 {
+			o.EncryptionKeys = [][]byte{seal.NewRandomKey()}
+		}
+	}
+	s, err := New(rdb, o.Prefix, o.EncryptionKeys...)
+	if err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	s.closers = append(closers, s.closers...)
+	if o.EventsMaxLen > 0 {
+		s.maxEvents = o.EventsMaxLen
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.Ping(pingCtx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("store: %s redis does not answer: %w", mode, err)
+	}
+	log.Info("store ready", "mode", mode)
+	return s, nil
+}
+
+// New wraps an existing client (tests, benchmarks).
+func New(rdb redis.UniversalClient, prefix string, encryptionKeys ...[]byte) (*Redis, error) {
+	if prefix == "" {
+		return nil, errors.New("store: empty key prefix")
+	}
+	ring, err := seal.NewKeyring(encryptionKeys...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return &Redis{
+		rdb: rdb, keys: newKeys(prefix), ring: ring, maxEvents: 10000,
+		now:     func() time.Time { return time.Now().UTC() },
+		closers: []func() error{rdb.Close},
+	}, nil
+}
+
+// Ping reports whether Redis answers.
+func (s *Redis) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
+// Close closes the client (and stops the embedded Redis).
+func (s *Redis) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](); err != nil && !errors.Is(err, redis.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Client exposes the Redis client for components that share it (rate
+// limiter, readiness).
+func (s *Redis) Client() redis.UniversalClient { return s.rdb }
+
+// SetClock replaces the clock (tests).
+func (s *Redis) SetClock(now func() time.Time) { s.now = now }
+
+// newAccountID returns a ULID: unique, and ordered by creation time so that
+// listing newest first is a reverse lexicographic range.
+func newAccountID(now time.Time) string {
+	return ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()
+}
+
+// NewClientID returns 32 random bytes, base64url: unguessable, as the
+// activity callback carries no other proof.
+func NewClientID() redact.Secret { return redact.Secret(randomToken()) }
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// watch runs fn in an optimistic transaction over keys, retrying when a
+// watched key changed under it.
+func (s *Redis) watch(ctx context.Context, fn func(*redis.Tx) error, keys ...string) error {
+	for range 20 {
+		err := s.rdb.Watch(ctx, fn, keys...)
+		if !errors.Is(err, redis.TxFailedErr) {
+			return err
+		}
+	}
+	return ErrConflict
+}
+
+func isNil(err error) bool { return errors.Is(err, redis.Nil) }

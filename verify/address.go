@@ -1,0 +1,161 @@
+package verify
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+
+	"golang.org/x/net/idna"
+)
+
+// Errors of Address.Canonical. Both wrap a short reason that is safe to show
+// to a shop owner (it never quotes the address back).
+var (
+	ErrAddressInvalid    = errors.New("verify: systemUrl is not a valid CRM address")
+	ErrAddressNotAllowed = errors.New("verify: systemUrl is not an allowed CRM host")
+)
+
+// AddressPolicy decides which shop addresses (systemUrl) the service talks
+// to. The zero value allows nothing.
+type AddressPolicy struct {
+	// AllowedHosts are host suffixes: a host is allowed when it equals one
+	// or ends with "." + one.
+	AllowedHosts []string
+	// ExtraHosts, when set, returns more suffixes (the CRM's published
+	// domain lists); it must be cheap and never block.
+	ExtraHosts func() []string
+	// AllowedPorts are ports besides the scheme's default a systemUrl may
+	// name. Empty: only the default port.
+	AllowedPorts []string
+	// AllowInsecure is for local development and tests: http, any port,
+	// loopback and IP-literal hosts are allowed too.
+	AllowInsecure bool
+}
+
+// AddressError is a rejected address: its kind and a reason that is safe
+// to show to the shop owner.
+type AddressError struct {
+	Kind   error
+	reason string
+}
+
+func (e *AddressError) Error() string  { return e.Kind.Error() + ": " + e.reason }
+func (e *AddressError) Unwrap() error  { return e.Kind }
+func (e *AddressError) Reason() string { return e.reason }
+
+func invalid(reason string) error    { return &AddressError{ErrAddressInvalid, reason} }
+func disallowed(reason string) error { return &AddressError{ErrAddressNotAllowed, reason} }
+
+// Canonical returns the one form of a shop address used for allow-list
+// checks, identity and storage: scheme and host lowercased, host in IDNA
+// ASCII form without a trailing dot, default port dropped, no path, query,
+// fragment or userinfo. So "HTTPS://Shop.RetailCRM.ru:443/" and
+// "https://shop.retailcrm.ru" are one shop, and
+// "https://shop.retailcrm.ru.evil.com" is not one of the CRM's.
+func (p AddressPolicy) Canonical(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", invalid("it is empty")
+	}
+	if len(raw) > 2048 {
+		return "", invalid("it is too long")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", invalid("it is not a URL")
+	}
+	scheme := strings.ToLower(u.Scheme)
+	switch {
+	case scheme == "https":
+	case scheme == "http" && p.AllowInsecure:
+	case scheme == "http":
+		return "", invalid("it must use https")
+	default:
+		return "", invalid("it must be an https URL")
+	}
+	if u.Opaque != "" || u.Host == "" {
+		return "", invalid("it has no host")
+	}
+	if u.User != nil {
+		return "", invalid("it must not contain a user name or password")
+	}
+	if u.Path != "" && u.Path != "/" || u.RawPath != "" {
+		return "", invalid("it must not contain a path")
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
+		return "", invalid("it must not contain a query or fragment")
+	}
+
+	host, port := u.Hostname(), u.Port()
+	if strings.Contains(u.Host, ":") && port == "" && !strings.HasSuffix(u.Host, "]") {
+		return "", invalid("it has an empty port")
+	}
+	if port == defaultPort(scheme) {
+		port = ""
+	}
+	if port != "" && !p.AllowInsecure && !slices.Contains(p.AllowedPorts, port) {
+		return "", invalid("it must not name a port")
+	}
+
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if !p.AllowInsecure {
+			return "", disallowed("it must be a CRM host name, not an IP address")
+		}
+		ip = ip.Unmap()
+		host = ip.String()
+		if ip.Is6() {
+			host = "[" + host + "]"
+		}
+		return join(scheme, host, port), nil
+	}
+
+	host = strings.TrimSuffix(host, ".")
+	ascii, err := idna.Lookup.ToASCII(host)
+	if err != nil || ascii == "" || len(ascii) > 253 || strings.ContainsAny(ascii, "%_*") {
+		return "", invalid("its host name is not valid")
+	}
+	host = strings.ToLower(ascii)
+	if p.AllowInsecure && (host == "localhost" || strings.HasSuffix(host, ".localhost")) {
+		return join(scheme, host, port), nil
+	}
+	if !p.hostAllowed(host) {
+		return "", disallowed("it is not the address of a RetailCRM / Simla.com account")
+	}
+	return join(scheme, host, port), nil
+}
+
+func (p AddressPolicy) hostAllowed(host string) bool {
+	if suffixMatch(host, p.AllowedHosts) {
+		return true
+	}
+	return p.ExtraHosts != nil && suffixMatch(host, p.ExtraHosts())
+}
+
+func suffixMatch(host string, suffixes []string) bool {
+	for _, s := range suffixes {
+		if s != "" && (host == s || strings.HasSuffix(host, "."+s)) {
+			return true
+		}
+	}
+	return false
+}
+
+func defaultPort(scheme string) string {
+	if scheme == "http" {
+		return "80"
+	}
+	return "443"
+}
+
+func join(scheme, host, port string) string {
+	if port != "" {
+		if strings.HasPrefix(host, "[") {
+			return scheme + "://" + host + ":" + port
+		}
+		return scheme + "://" + net.JoinHostPort(host, port)
+	}
+	return scheme + "://" + host
+}
