@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/modulehub/simpleconnect/config"
 	"github.com/modulehub/simpleconnect/connect"
 	"github.com/modulehub/simpleconnect/crm"
@@ -43,6 +45,7 @@ func main() {
 // listened on, so tests can use 127.0.0.1:0.
 func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(addr string)) error {
 	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	redis.SetLogger(redisLog{log}) // go-redis logs through a package-level logger; main owns process-wide state
 	if cfg.CRMAllowInsecure {
 		log.Warn("CRM_ALLOW_INSECURE is on: http and loopback CRM addresses are accepted and the outbound address guard is off; never use this in production")
 	}
@@ -116,4 +119,11 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// redisLog sends go-redis's own messages (pool dial failures) to our log.
+type redisLog struct{ log *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.log.WarnContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }

@@ -171,7 +171,12 @@ func shouldRetry(r *resty.Response, err error) bool {
 		}
 		return isTimeout(err) || isConnError(err)
 	}
-	return r.StatusCode() == http.StatusTooManyRequests || r.StatusCode() >= 500
+	return retryableStatus(r.StatusCode())
+}
+
+// retryableStatus is a rate limit or a server error: worth another try.
+func retryableStatus(status int) bool {
+	return status == http.StatusTooManyRequests || status >= 500
 }
 
 // retryAfter honours a Retry-After in seconds from a 429/503; zero lets
@@ -247,7 +252,10 @@ func (c *Client) do(ctx context.Context, op string, apiKey redact.Secret, out en
 	}
 	body := resp.Body()
 	status := resp.StatusCode()
-	if isHTML(body) {
+	// An HTML page means "no CRM account here", except with a rate-limit or
+	// server-error status: a front proxy answers 502/503/429 with its own
+	// HTML page while the account exists, and that must stay retryable news.
+	if isHTML(body) && !retryableStatus(status) {
 		return &Error{Kind: ErrNoAccount, Op: op, Status: status}
 	}
 	decodeErr := json.Unmarshal(body, out)

@@ -21,6 +21,7 @@ var (
 	errBadCSRF        = errors.New("csrf token mismatch")
 	errNotFound       = errors.New("no such route")
 	errMethodNotAllow = errors.New("method not allowed")
+	errRateLimited    = errors.New("rate limited")
 )
 
 // reply is what a failure looks like to its reader.
@@ -37,7 +38,7 @@ type reply struct {
 var replies = []reply{
 	{errTooLarge, http.StatusRequestEntityTooLarge, "too_large", "The request is too large.", false},
 	{errBadRequest, http.StatusBadRequest, "bad_request", "The connection request could not be read. Please connect again from the CRM marketplace.", false},
-	{verify.ErrNoToken, http.StatusUnauthorized, "bad_token", "The connection request is not signed. Please connect again from the CRM marketplace.", false},
+	{verify.ErrNoToken, http.StatusUnauthorized, "bad_token", "The connection request has no token. Please connect again from the CRM marketplace.", false},
 	{verify.ErrBadToken, http.StatusUnauthorized, "bad_token", "The connection request has an invalid token: this module's secret does not match. Please tell the module's developer.", false},
 	{verify.ErrAddressInvalid, http.StatusBadRequest, "bad_system_url", "Your CRM address cannot be used", true},
 	{verify.ErrAddressNotAllowed, http.StatusBadRequest, "bad_system_url", "This module can only be connected from a RetailCRM / Simla.com account.", false},
@@ -57,6 +58,7 @@ var replies = []reply{
 	{store.ErrConflict, http.StatusServiceUnavailable, "busy", "Too many changes at once. Try again in a moment.", false},
 	{errNoSession, http.StatusUnauthorized, "no_session", "Your session has ended. Open the module again from your CRM.", false},
 	{errBadCSRF, http.StatusForbidden, "bad_csrf", "This form has expired. Reload the page and try again.", false},
+	{errRateLimited, http.StatusTooManyRequests, "rate_limited", "Too many requests. Try again in a minute.", false},
 	{errNotFound, http.StatusNotFound, "not_found", "Not found.", false},
 	{errMethodNotAllow, http.StatusMethodNotAllowed, "method_not_allowed", "This address does not accept this kind of request.", false},
 }

@@ -22,11 +22,12 @@ func (s *server) routes(e *echo.Echo) {
 
 	// The CRM's webhooks (spec §1, §2, §5): HTTP 200 JSON, success or not.
 	e.GET("/config", s.handleConfig)
-	e.POST("/register", s.handleRegister)
-	e.POST("/activity", s.handleActivity)
+	limited := s.rateLimit()
+	e.POST("/register", s.handleRegister, limited)
+	e.POST("/activity", s.handleActivity, limited)
 
 	// The shop owner's account page.
-	e.POST("/account", s.handleAccountLogin)
+	e.POST("/account", s.handleAccountLogin, limited)
 	e.GET("/account", s.handleAccountPage)
 	e.POST("/account/logout", s.handleAccountLogout)
 	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticFiles())))

@@ -55,8 +55,12 @@ type Deps struct {
 	Accounts  Accounts
 	Sessions  Sessions
 	Store     Pinger
-	// Addresses validates shop addresses; built from Config when zero.
+	// Addresses validates shop addresses; built from Config when nil.
 	Addresses *verify.AddressPolicy
+	// Limiter limits public endpoints per client; nil: no limit.
+	Limiter RateLimiter
+	// IPExtractor finds the client address; nil: the connection's peer.
+	IPExtractor echo.IPExtractor
 }
 
 // server carries what handlers share.
@@ -68,6 +72,7 @@ type server struct {
 	sessions  Sessions
 	store     Pinger
 	addresses verify.AddressPolicy
+	limiter   RateLimiter
 	pages     *pages
 }
 
@@ -78,7 +83,7 @@ func New(d Deps) *echo.Echo {
 	}
 	s := &server{
 		cfg: d.Config, log: d.Log, connector: d.Connector, accounts: d.Accounts, sessions: d.Sessions, store: d.Store,
-		pages: mustParsePages(),
+		limiter: d.Limiter, pages: mustParsePages(),
 	}
 	if d.Addresses != nil {
 		s.addresses = *d.Addresses
@@ -87,6 +92,10 @@ func New(d Deps) *echo.Echo {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = d.IPExtractor
+	if e.IPExtractor == nil {
+		e.IPExtractor = echo.ExtractIPDirect() // headers are the caller's to forge; trust them only behind known proxies
+	}
 	e.HTTPErrorHandler = s.handleError
 	e.Renderer = s.pages
 	s.routes(e)

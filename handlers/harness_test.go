@@ -1,0 +1,262 @@
+package handlers_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modulehub/simpleconnect/config"
+	"github.com/modulehub/simpleconnect/connect"
+	"github.com/modulehub/simpleconnect/crm"
+	"github.com/modulehub/simpleconnect/crm/crmtest"
+	"github.com/modulehub/simpleconnect/handlers"
+	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/seal"
+	"github.com/modulehub/simpleconnect/store"
+	"github.com/modulehub/simpleconnect/verify"
+)
+
+const (
+	testSecret    = "test-secret"
+	oldTestSecret = "old-test-secret"
+)
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// harness is the real server (router, middleware, error handler, connect
+// service, CRM client, store on miniredis) against a fake CRM.
+type harness struct {
+	t     *testing.T
+	cfg   config.Config
+	fake  *crmtest.Fake
+	mr    *miniredis.Miniredis
+	store *store.Redis
+	srv   *httptest.Server
+	logs  *syncBuffer
+	// secrets lists every credential the test used; none may appear in a
+	// reply or a log line.
+	secrets []string
+}
+
+type harnessOption func(*config.Config)
+
+func withCRMTimeout(d time.Duration) harnessOption {
+	return func(c *config.Config) { c.CRMTimeout = d }
+}
+func withPublicURL(u string) harnessOption { return func(c *config.Config) { c.PublicURL = u } }
+
+func testConfig() config.Config {
+	return config.Config{
+		ListenAddr: "127.0.0.1:0", PublicURL: "http://module.test", ModuleCode: "demo",
+		ModuleName: "Demo module", ModuleSecrets: []redact.Secret{testSecret, oldTestSecret},
+		ModuleScopes: []string{"integration_read", "integration_write"}, RedisKeyPrefix: "test",
+		CRMAllowInsecure: true, CRMTimeout: 2 * time.Second, SessionTTL: time.Hour,
+		ShutdownTimeout: time.Second, LogFormat: "text",
+	}.WithDefaults()
+}
+
+func newHarness(t *testing.T, fakeOpts []crmtest.Option, opts ...harnessOption) *harness {
+	t.Helper()
+	cfg := testConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	require.NoError(t, cfg.Validate())
+	h := &harness{t: t, cfg: cfg, logs: &syncBuffer{}, secrets: []string{testSecret, oldTestSecret}}
+	h.fake = crmtest.New(t, fakeOpts...)
+	h.mr = miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: h.mr.Addr()})
+	var err error
+	h.store, err = store.New(rdb, "test", seal.NewRandomKey())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.store.Close() })
+
+	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: redact.ReplaceAttr}))
+	client := crm.New(crm.Options{
+		Timeout: cfg.CRMTimeout, AllowInsecure: true, RetryWait: time.Millisecond, RetryMaxWait: 5 * time.Millisecond,
+	})
+	connector := connect.New(client, h.store, connect.Module{
+		Code: cfg.ModuleCode, IntegrationCode: cfg.ModuleIntegrationCode, Name: cfg.ModuleName,
+		Logo: cfg.LogoURL(), BaseURL: cfg.PublicURLFor(""),
+	}, log)
+	h.srv = httptest.NewServer(handlers.New(handlers.Deps{
+		Config: cfg, Log: log, Connector: connector, Accounts: h.store, Sessions: h.store, Store: h.store,
+	}))
+	t.Cleanup(h.srv.Close)
+	t.Cleanup(h.assertNoSecretsLogged)
+	return h
+}
+
+// assertNoSecretsLogged runs after every test: no credential the test used
+// reached a log line.
+func (h *harness) assertNoSecretsLogged() {
+	logs := h.logs.String()
+	for _, s := range h.secrets {
+		if s != "" {
+			assert.NotContains(h.t, logs, s, "a credential reached the log")
+		}
+	}
+}
+
+// remember registers a credential that must never leak.
+func (h *harness) remember(secrets ...string) { h.secrets = append(h.secrets, secrets...) }
+
+// client does not follow redirects, so tests see the 303 itself.
+func (h *harness) client() *http.Client {
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func (h *harness) do(req *http.Request) (*http.Response, string) {
+	h.t.Helper()
+	resp, err := h.client().Do(req)
+	require.NoError(h.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(h.t, err)
+	body := string(b)
+	for _, s := range h.secrets {
+		if s != "" {
+			assert.NotContains(h.t, body, s, "a credential reached a reply")
+			for _, v := range resp.Header.Values("Location") {
+				assert.NotContains(h.t, v, s)
+			}
+		}
+	}
+	return resp, body
+}
+
+func (h *harness) postForm(path string, form url.Values, cookies ...*http.Cookie) (*http.Response, string) {
+	return h.postRaw(path, "application/x-www-form-urlencoded", form.Encode(), cookies...)
+}
+
+func (h *harness) postRaw(path, contentType, body string, cookies ...*http.Cookie) (*http.Response, string) {
+	h.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, h.srv.URL+path, strings.NewReader(body))
+	require.NoError(h.t, err)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	return h.do(req)
+}
+
+func (h *harness) get(path string, cookies ...*http.Cookie) (*http.Response, string) {
+	h.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, h.srv.URL+path, nil)
+	require.NoError(h.t, err)
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	return h.do(req)
+}
+
+// webhookReply is the CRM-facing reply shape.
+type webhookReply struct {
+	Success    bool   `json:"success"`
+	ErrorMsg   string `json:"errorMsg"`
+	AccountURL string `json:"accountUrl"`
+}
+
+func decodeWebhook(t *testing.T, resp *http.Response, body string) webhookReply {
+	t.Helper()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the CRM's webhooks always answer 200; body: %s", body)
+	require.Contains(t, resp.Header.Get("Content-Type"), "application/json")
+	var r webhookReply
+	require.NoError(t, json.Unmarshal([]byte(body), &r), body)
+	if !r.Success {
+		require.NotEmpty(t, r.ErrorMsg, "a failure must tell the owner why")
+	}
+	return r
+}
+
+// register sends a register signed like the CRM does (JSON form).
+func (h *harness) register(apiKey, systemURL string) webhookReply {
+	h.t.Helper()
+	return h.registerSigned(apiKey, systemURL, verify.Sign(testSecret, redact.Secret(apiKey)))
+}
+
+func (h *harness) registerSigned(apiKey, systemURL, token string) webhookReply {
+	h.t.Helper()
+	h.remember(apiKey, token)
+	body, err := json.Marshal(map[string]string{"apiKey": apiKey, "systemUrl": systemURL, "token": token})
+	require.NoError(h.t, err)
+	resp, raw := h.postForm("/register", url.Values{"register": {string(body)}})
+	return decodeWebhook(h.t, resp, raw)
+}
+
+// registerFixture replays a recorded register body from testdata/register.
+func (h *harness) registerFixture(name string) webhookReply {
+	h.t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "testdata", "register", name))
+	require.NoError(h.t, err)
+	body := strings.ReplaceAll(strings.TrimSpace(string(raw)), "%7B%7BSYSTEM_URL%7D%7D", url.QueryEscape(h.fake.URL))
+	form, err := url.ParseQuery(body)
+	require.NoError(h.t, err)
+	if v := form.Get("register"); v != "" {
+		var in map[string]string
+		require.NoError(h.t, json.Unmarshal([]byte(v), &in))
+		h.remember(in["apiKey"], in["token"])
+	} else {
+		h.remember(form.Get("register[apiKey]"), form.Get("register[token]"))
+	}
+	resp, out := h.postRaw("/register", "application/x-www-form-urlencoded", body)
+	return decodeWebhook(h.t, resp, out)
+}
+
+// login posts a clientId to /account like the CRM's browser redirect.
+func (h *harness) login(clientID string, cookies ...*http.Cookie) (*http.Response, *http.Cookie) {
+	h.t.Helper()
+	h.remember(clientID)
+	resp, _ := h.postForm("/account", url.Values{"clientId": {clientID}}, cookies...)
+	for _, c := range resp.Cookies() {
+		if strings.HasSuffix(c.Name, "session") {
+			h.remember(c.Value)
+			return resp, c
+		}
+	}
+	return resp, nil
+}
+
+// connected registers a shop and returns its stored account.
+func (h *harness) connected(apiKey string) store.Account {
+	h.t.Helper()
+	r := h.register(apiKey, h.fake.URL)
+	require.True(h.t, r.Success, r.ErrorMsg)
+	acc, err := h.store.FindBySystemURL(h.t.Context(), h.fake.URL)
+	require.NoError(h.t, err)
+	h.remember(acc.ClientID.Reveal())
+	return acc
+}

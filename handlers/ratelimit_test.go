@@ -1,0 +1,58 @@
+package handlers_test
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modulehub/simpleconnect/handlers"
+	"github.com/modulehub/simpleconnect/ratelimit"
+)
+
+func TestPublicEndpointsAreRateLimitedPerClient(t *testing.T) {
+	h := newHarness(t, nil)
+	limiter := ratelimit.New(h.store.Client(), "test", 3)
+	srv := httptest.NewServer(handlers.New(handlers.Deps{
+		Config: h.cfg, Log: slog.New(slog.DiscardHandler), Connector: stubConnector{},
+		Accounts: h.store, Sessions: h.store, Store: h.store, Limiter: limiter,
+	}))
+	defer srv.Close()
+
+	post := func(path string, header map[string]string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, nil)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	for i := range 3 {
+		resp := post("/activity", nil)
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "request %d is within the limit", i+1)
+		assert.Empty(t, resp.Header.Get("Retry-After"))
+	}
+	resp := post("/activity", map[string]string{"X-Forwarded-For": "203.0.113.9"})
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"), "the 4th is limited, whatever X-Forwarded-For claims")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the CRM's webhooks still answer 200")
+
+	resp = post("/account", nil)
+	assert.Empty(t, resp.Header.Get("Retry-After"), "each route has its own budget")
+
+	form := url.Values{"clientId": {"x"}}
+	var last int
+	for range 3 { // one /account request was made above
+		resp, err := http.PostForm(srv.URL+"/account", form)
+		require.NoError(t, err)
+		resp.Body.Close()
+		last = resp.StatusCode
+	}
+	assert.Equal(t, http.StatusTooManyRequests, last, "pages answer 429")
+}

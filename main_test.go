@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modulehub/simpleconnect/config"
+	"github.com/modulehub/simpleconnect/crm/crmtest"
+	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/verify"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startRun starts the real program on 127.0.0.1:0 and returns its base URL,
+// its log and a stop function that returns run's error.
+func startRun(t *testing.T, cfg config.Config) (string, *lockedBuffer, func() error) {
+	t.Helper()
+	require.NoError(t, cfg.Validate())
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &lockedBuffer{}
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, logs, func(a string) { addr <- a }) }()
+	select {
+	case a := <-addr:
+		var once sync.Once
+		var err error
+		stop := func() error {
+			once.Do(func() { cancel(); err = <-done })
+			return err
+		}
+		t.Cleanup(func() { _ = stop() })
+		return "http://" + a, logs, stop
+	case err := <-done:
+		cancel()
+		t.Fatalf("run failed to start: %v\n%s", err, logs.String())
+	}
+	return "", nil, nil
+}
+
+func devConfig() config.Config {
+	return config.Config{
+		ListenAddr: "127.0.0.1:0", PublicURL: "http://module.test", ModuleCode: "demo",
+		ModuleSecrets: []redact.Secret{"dev-secret"}, ModuleScopes: []string{"integration_read", "integration_write"},
+		RedisKeyPrefix: "simpleconnect", CRMAllowInsecure: true, CRMTimeout: 2 * time.Second,
+		SessionTTL: time.Hour, ShutdownTimeout: 5 * time.Second, LogFormat: "json",
+	}.WithDefaults()
+}
+
+func TestRunServesTheWholeFlowOnTheEmbeddedStore(t *testing.T) {
+	fake := crmtest.New(t)
+	base, logs, stop := startRun(t, devConfig())
+
+	resp, err := http.Get(base + "/config")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(body), `"registerUrl":"http://module.test/register"`)
+
+	token := verify.Sign("dev-secret", "main-test-key")
+	reg, _ := json.Marshal(map[string]string{"apiKey": "main-test-key", "systemUrl": fake.URL, "token": token})
+	resp, err = http.PostForm(base+"/register", url.Values{"register": {string(reg)}})
+	require.NoError(t, err)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.JSONEq(t, `{"success":true,"accountUrl":"http://module.test/account"}`, string(body))
+	require.Len(t, fake.Edits(), 1)
+
+	require.NoError(t, stop(), "a cancelled context is a clean exit")
+	out := logs.String()
+	assert.Contains(t, out, "development only")
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		assert.True(t, json.Valid([]byte(line)), "LOG_FORMAT=json writes JSON lines: %s", line)
+	}
+	assert.NotContains(t, out, "main-test-key")
+	assert.NotContains(t, out, token)
+	assert.NotContains(t, out, "dev-secret")
+}
+
+func TestRunFailsFastOnABusyPort(t *testing.T) {
+	base, _, _ := startRun(t, devConfig())
+	cfg := devConfig()
+	cfg.ListenAddr = strings.TrimPrefix(base, "http://")
+	err := run(context.Background(), cfg, io.Discard, func(string) { t.Error("must not become ready") })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "listen")
+}
