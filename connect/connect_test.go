@@ -1,0 +1,218 @@
+package connect_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modulehub/simpleconnect/connect"
+	"github.com/modulehub/simpleconnect/crm"
+	"github.com/modulehub/simpleconnect/crm/crmtest"
+	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/store"
+)
+
+// flaky fails chosen store calls, to cut a connection short at each step.
+type flaky struct {
+	*store.Redis
+	failBegin, failComplete, failAbort error
+}
+
+func (f *flaky) BeginConnect(ctx context.Context, u string, k redact.Secret) (store.Account, error) {
+	if f.failBegin != nil {
+		return store.Account{}, f.failBegin
+	}
+	return f.Redis.BeginConnect(ctx, u, k)
+}
+
+func (f *flaky) CompleteConnect(ctx context.Context, id string, k redact.Secret) (store.Account, error) {
+	if f.failComplete != nil {
+		return store.Account{}, f.failComplete
+	}
+	return f.Redis.CompleteConnect(ctx, id, k)
+}
+
+func (f *flaky) AbortConnect(ctx context.Context, id string, k redact.Secret) error {
+	if f.failAbort != nil {
+		return f.failAbort
+	}
+	return f.Redis.AbortConnect(ctx, id, k)
+}
+
+var errStoreDown = errors.New("redis: connection refused")
+
+type env struct {
+	mr    *miniredis.Miniredis
+	key   []byte
+	fake  *crmtest.Fake
+	store *flaky
+	svc   *connect.Service
+	now   time.Time
+}
+
+func newEnv(t *testing.T, opts ...crmtest.Option) *env {
+	t.Helper()
+	e := &env{mr: miniredis.RunT(t), key: make([]byte, 32), fake: crmtest.New(t, opts...), now: time.Now().UTC()}
+	e.restart(t)
+	return e
+}
+
+// restart builds a new service and store client on the same Redis, as a
+// new process would.
+func (e *env) restart(t *testing.T) {
+	t.Helper()
+	s, err := store.New(redis.NewClient(&redis.Options{Addr: e.mr.Addr()}), "test", e.key)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	s.SetClock(func() time.Time { return e.now })
+	e.store = &flaky{Redis: s}
+	client := crm.New(crm.Options{Timeout: time.Second, AllowInsecure: true, RetryWait: time.Millisecond, RetryMaxWait: 2 * time.Millisecond})
+	e.svc = connect.New(client, e.store, connect.Module{Code: "demo", IntegrationCode: "demo", Name: "Demo", BaseURL: "https://module.test"}, nil)
+}
+
+func (e *env) account(t *testing.T) (store.Account, error) {
+	t.Helper()
+	return e.store.FindBySystemURL(t.Context(), e.fake.URL)
+}
+
+func (e *env) sweep(t *testing.T, after time.Duration) connect.SweepResult {
+	t.Helper()
+	e.now = e.now.Add(after)
+	res, err := e.svc.Sweep(t.Context(), e.now, time.Minute, time.Hour)
+	require.NoError(t, err)
+	return res
+}
+
+func TestConnectActivatesOnlyAfterTheCRMAccepts(t *testing.T) {
+	e := newEnv(t)
+	acc, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+	require.NoError(t, err)
+	assert.Equal(t, store.StatusActive, acc.Status())
+	assert.Equal(t, "key-1", acc.APIKey.Reveal())
+	require.Len(t, e.fake.Edits(), 1)
+	assert.Equal(t, acc.ClientID.Reveal(), e.fake.Edits()[0].Module["clientId"])
+}
+
+func TestADefinitiveRefusalLeavesNothingBehind(t *testing.T) {
+	e := newEnv(t, crmtest.Edit("", crmtest.Status(403)))
+	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+	require.ErrorIs(t, err, crm.ErrForbidden)
+	_, err = e.account(t)
+	assert.ErrorIs(t, err, store.ErrNotFound)
+	assert.Equal(t, connect.SweepResult{}, e.sweep(t, 2*time.Minute), "nothing left to sweep")
+}
+
+func TestStoreDownBeforeTheCRMCallSendsNothing(t *testing.T) {
+	e := newEnv(t)
+	e.store.failBegin = errStoreDown
+	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+	require.ErrorIs(t, err, errStoreDown)
+	assert.Empty(t, e.fake.Calls())
+}
+
+func TestCRMOutageLeavesAPendingAccountTheSweeperFinishes(t *testing.T) {
+	e := newEnv(t, crmtest.Edit("key-1", crmtest.Status(503), crmtest.Status(503), crmtest.Status(503), crmtest.Status(503), crmtest.OK()))
+	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+	require.ErrorIs(t, err, crm.ErrUnavailable)
+	acc, err := e.account(t)
+	require.NoError(t, err)
+	assert.Equal(t, store.StatusPending, acc.Status(), "not active, not forgotten")
+
+	assert.Equal(t, connect.SweepResult{}, e.sweep(t, 10*time.Second), "too fresh: a register may still be in flight")
+	assert.Equal(t, connect.SweepResult{Completed: 1}, e.sweep(t, 2*time.Minute))
+	done, err := e.account(t)
+	require.NoError(t, err)
+	assert.Equal(t, store.StatusActive, done.Status())
+	assert.Equal(t, acc.ClientID, done.ClientID)
+	edits := e.fake.Edits()
+	assert.Equal(t, edits[0].Module["clientId"], edits[len(edits)-1].Module["clientId"], "the CRM sees the same module")
+}
+
+func TestStoreFailureAfterCRMSuccessIsFinishedAfterARestart(t *testing.T) {
+	e := newEnv(t)
+	e.store.failComplete = errStoreDown
+	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+	require.ErrorIs(t, err, errStoreDown)
+	acc, err := e.account(t)
+	require.NoError(t, err)
+	assert.Equal(t, store.StatusPending, acc.Status())
+
+	e.restart(t) // the process dies and comes back
+	assert.Equal(t, connect.SweepResult{Completed: 1}, e.sweep(t, 2*time.Minute))
+	done, err := e.account(t)
+	require.NoError(t, err)
+	assert.Equal(t, store.StatusActive, done.Status())
+	assert.Equal(t, "key-1", done.APIKey.Reveal())
+	assert.Equal(t, acc.ID, done.ID)
+}
+
+func TestTheOwnersNextClickFinishesAPendingAccount(t *testing.T) {
+	e := newEnv(t)
+	e.store.failComplete = errStoreDown
+	first, _ := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+	e.store.failComplete = nil
+	second, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+	require.NoError(t, err)
+	assert.Equal(t, first.ID, second.ID)
+	assert.Equal(t, first.ClientID, second.ClientID)
+	assert.Equal(t, store.StatusActive, second.Status())
+}
+
+func TestFailedAbortIsRetriedByTheSweeper(t *testing.T) {
+	e := newEnv(t, crmtest.Edit("", crmtest.Status(401)))
+	e.store.failAbort = errStoreDown
+	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+	require.ErrorIs(t, err, crm.ErrUnauthorized)
+	acc, err := e.account(t)
+	require.NoError(t, err, "the abort could not be written")
+	assert.Equal(t, store.StatusPending, acc.Status(), "but the account is not active")
+
+	e.store.failAbort = nil
+	assert.Equal(t, connect.SweepResult{Aborted: 1}, e.sweep(t, 2*time.Minute))
+	_, err = e.account(t)
+	assert.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func TestSweeperGivesUpOnACRMThatStaysDown(t *testing.T) {
+	e := newEnv(t, crmtest.Edit("", crmtest.Status(503)))
+	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+	require.Error(t, err)
+	assert.Equal(t, connect.SweepResult{Retrying: 1}, e.sweep(t, 2*time.Minute))
+	assert.Equal(t, connect.SweepResult{Aborted: 1}, e.sweep(t, 2*time.Hour))
+	_, err = e.account(t)
+	assert.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func TestReconnectWithANewKeyDuringAnOutageKeepsTheOldKeyUntilAccepted(t *testing.T) {
+	e := newEnv(t, crmtest.Edit("key-new", crmtest.Status(503), crmtest.Status(503), crmtest.Status(503), crmtest.Status(503), crmtest.OK()))
+	old, err := e.svc.Connect(t.Context(), e.fake.URL, "key-old")
+	require.NoError(t, err)
+
+	_, err = e.svc.Connect(t.Context(), e.fake.URL, "key-new")
+	require.ErrorIs(t, err, crm.ErrUnavailable)
+	acc, err := e.account(t)
+	require.NoError(t, err)
+	assert.Equal(t, "key-old", acc.APIKey.Reveal())
+	assert.Equal(t, store.StatusActive, acc.Status(), "the shop stays connected with its proven key")
+
+	assert.Equal(t, connect.SweepResult{Completed: 1}, e.sweep(t, 2*time.Minute))
+	acc, err = e.account(t)
+	require.NoError(t, err)
+	assert.Equal(t, "key-new", acc.APIKey.Reveal())
+	assert.Equal(t, old.ClientID, acc.ClientID)
+}
+
+func TestDefinitiveSortsFinalFromTransientFailures(t *testing.T) {
+	for _, err := range []error{crm.ErrValidation, crm.ErrUnauthorized, crm.ErrForbidden, crm.ErrPaymentRequired, crm.ErrMethodNotFound, crm.ErrNoAccount, crm.ErrBlocked} {
+		assert.True(t, connect.Definitive(&crm.Error{Kind: err}), err.Error())
+	}
+	for _, err := range []error{crm.ErrUnavailable, crm.ErrRateLimited, crm.ErrUnexpected, errStoreDown, context.Canceled} {
+		assert.False(t, connect.Definitive(err), err.Error())
+	}
+}
