@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,11 +44,15 @@ type Config struct {
 	ListenAddr string `envconfig:"LISTEN_ADDR" default:":8080"`
 	PublicURL  string `envconfig:"PUBLIC_URL" default:"http://localhost:8080"`
 
-	ModuleCode            string          `envconfig:"MODULE_CODE" required:"true"`
+	// MODULE_CODE and MODULE_SECRETS are required, but not through
+	// envconfig's required tag: it stops at the first missing one with a
+	// line of its own shape, and lets MODULE_CODE= (empty) through anyway.
+	// Validate reports both, with every other bad variable, one line each.
+	ModuleCode            string          `envconfig:"MODULE_CODE"`
 	ModuleIntegrationCode string          `envconfig:"MODULE_INTEGRATION_CODE"`
 	ModuleName            string          `envconfig:"MODULE_NAME"`
 	ModuleLogoURL         string          `envconfig:"MODULE_LOGO_URL"`
-	ModuleSecrets         []redact.Secret `envconfig:"MODULE_SECRETS" required:"true"` // first is current; all verify
+	ModuleSecrets         []redact.Secret `envconfig:"MODULE_SECRETS"` // first is current; all verify
 	ModuleScopes          []string        `envconfig:"MODULE_SCOPES" default:"integration_read,integration_write"`
 
 	// RedisURL may carry a password, so it is a Secret.
@@ -74,13 +79,39 @@ func Load() (Config, error) {
 	if err := envconfig.Process("", &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) { // pe.Value may be a secret: name the variable only
-			return c, fmt.Errorf("config: %s: %w", pe.KeyName, pe.Err)
+			return c, fmt.Errorf("config: %s: %s", pe.KeyName, parseProblem(pe))
 		}
 		return c, fmt.Errorf("config: %w", err)
 	}
 	c.applyDefaults()
 	return c, c.Validate()
 }
+
+// parseProblem says what is wrong with a value envconfig could not convert,
+// without repeating it. Not pe.Err: time.ParseDuration, strconv.ParseBool
+// and slog.Level all quote their input ("time: invalid duration \"...\""),
+// and CRM_TIMEOUT=<a secret pasted into the wrong variable> must not reach
+// the log. Only our own decoders' errors (safeError) are passed on.
+func parseProblem(pe *envconfig.ParseError) string {
+	var se safeError
+	if errors.As(pe.Err, &se) {
+		return se.Error()
+	}
+	switch pe.TypeName {
+	case "time.Duration":
+		return "must be a duration, e.g. 10s or 1m30s"
+	case "bool":
+		return "must be true or false"
+	case "slog.Level":
+		return "must be debug, info, warn or error"
+	}
+	return "cannot be read as " + pe.TypeName
+}
+
+// safeError is an error text that never quotes the value being decoded.
+type safeError string
+
+func (e safeError) Error() string { return string(e) }
 
 // applyDefaults fills the settings whose default is another setting.
 func (c *Config) applyDefaults() {
@@ -129,10 +160,14 @@ func (c Config) Validate() error {
 		u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		bad("PUBLIC_URL", "must be an absolute http(s) URL without query, e.g. https://module.example.com")
 	}
-	if !moduleCodeRe.MatchString(c.ModuleCode) {
+	if c.ModuleCode == "" {
+		bad("MODULE_CODE", "is required: the module code from the partner account")
+	} else if !moduleCodeRe.MatchString(c.ModuleCode) {
 		bad("MODULE_CODE", "must be the module code from the partner account (letters, digits, '-', '_', '.')")
 	}
-	if c.ModuleIntegrationCode != "" && !moduleCodeRe.MatchString(c.ModuleIntegrationCode) {
+	// Equal to MODULE_CODE is the default: a bad MODULE_CODE is reported once.
+	if c.ModuleIntegrationCode != "" && c.ModuleIntegrationCode != c.ModuleCode &&
+		!moduleCodeRe.MatchString(c.ModuleIntegrationCode) {
 		bad("MODULE_INTEGRATION_CODE", "must be letters, digits, '-', '_' or '.'")
 	}
 	if c.ModuleLogoURL != "" {
@@ -227,20 +262,24 @@ func (k *EncryptionKeys) Decode(value string) error {
 			b, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(part, "="))
 		}
 		if err != nil {
-			return fmt.Errorf("key #%d is not base64", i+1)
+			return safeError(fmt.Sprintf("key #%d is not base64", i+1))
 		}
 		if len(b) != 32 {
-			return fmt.Errorf("key #%d is %d bytes, want 32", i+1, len(b))
+			return safeError(fmt.Sprintf("key #%d is %d bytes, want 32", i+1, len(b)))
 		}
 		*k = append(*k, b)
 	}
 	return nil
 }
 
-// String, Format and LogValue keep the keys out of any printed Config.
-func (k EncryptionKeys) String() string             { return fmt.Sprintf("[%d redacted keys]", len(k)) }
-func (k EncryptionKeys) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }
-func (k EncryptionKeys) LogValue() slog.Value       { return slog.StringValue(k.String()) }
+// String, Format, LogValue and MarshalJSON keep the keys out of any printed
+// Config. MarshalJSON matters most: slog's JSON handler encodes a Config
+// attribute with encoding/json, which never asks a field for its LogValue,
+// and would print [][]byte as base64 (the very form of ENCRYPTION_KEY).
+func (k EncryptionKeys) String() string               { return fmt.Sprintf("[%d redacted keys]", len(k)) }
+func (k EncryptionKeys) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(k.String())) }
+func (k EncryptionKeys) LogValue() slog.Value         { return slog.StringValue(k.String()) }
+func (k EncryptionKeys) MarshalJSON() ([]byte, error) { return json.Marshal(k.String()) }
 
 // LogoURL is the logo sent to the CRM and shown on the account page: the
 // configured one, else the service's own.

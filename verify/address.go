@@ -6,7 +6,9 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -90,8 +92,24 @@ func (p AddressPolicy) Canonical(raw string) (string, error) {
 	}
 
 	host, port := u.Hostname(), u.Port()
+	if !utf8.ValidString(host) {
+		// IDNA maps a stray byte ("\xf7", or "%80" once unescaped) to U+FFFD
+		// and encodes that as xn--zn7c without an error, but rejects the same
+		// label on the way back: the canonical form would not be canonical
+		// (found by FuzzCanonical).
+		return "", invalid("its host name is not valid")
+	}
 	if strings.Contains(u.Host, ":") && port == "" && !strings.HasSuffix(u.Host, "]") {
 		return "", invalid("it has an empty port")
+	}
+	if port != "" {
+		// One spelling per port: "0443" is 443, so it is the default port
+		// (one shop, one canonical form), and 0 or >65535 is no port at all.
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return "", invalid("its port is not valid")
+		}
+		port = strconv.Itoa(n)
 	}
 	if port == defaultPort(scheme) {
 		port = ""
@@ -104,6 +122,11 @@ func (p AddressPolicy) Canonical(raw string) (string, error) {
 		if !p.AllowInsecure {
 			return "", disallowed("it must be a CRM host name, not an IP address")
 		}
+		if ip.Zone() != "" {
+			// fe80::1%eth0 names an interface of this machine, never a
+			// CRM; and the zone would need re-escaping to stay a URL.
+			return "", invalid("its IP address must not name a network interface")
+		}
 		ip = ip.Unmap()
 		host = ip.String()
 		if ip.Is6() {
@@ -113,7 +136,7 @@ func (p AddressPolicy) Canonical(raw string) (string, error) {
 	}
 
 	host = strings.TrimSuffix(host, ".")
-	ascii, err := idna.Lookup.ToASCII(host)
+	ascii, err := hostProfile.ToASCII(host)
 	if err != nil || ascii == "" || len(ascii) > 253 || strings.ContainsAny(ascii, "%_*") {
 		return "", invalid("its host name is not valid")
 	}
@@ -126,6 +149,12 @@ func (p AddressPolicy) Canonical(raw string) (string, error) {
 	}
 	return join(scheme, host, port), nil
 }
+
+// hostProfile is idna.Lookup plus VerifyDNSLength: Lookup alone lets empty
+// labels ("shop..retailcrm.ru", ".retailcrm.ru") and labels over 63 bytes
+// through, which no DNS name has, so they would pass the suffix check and
+// be stored as a shop's address.
+var hostProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.Transitional(false), idna.VerifyDNSLength(true))
 
 func (p AddressPolicy) hostAllowed(host string) bool {
 	if suffixMatch(host, p.AllowedHosts) {
