@@ -23,6 +23,7 @@ import (
 	"github.com/modulehub/simpleconnect/connect"
 	"github.com/modulehub/simpleconnect/crm"
 	"github.com/modulehub/simpleconnect/handlers"
+	"github.com/modulehub/simpleconnect/ratelimit"
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/store"
 )
@@ -51,8 +52,9 @@ func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(ad
 	}
 
 	accounts, err := store.Open(ctx, store.Options{
-		URL: cfg.RedisURL, ClusterAddrs: cfg.RedisClusterAddrs, Prefix: cfg.RedisKeyPrefix,
-		EncryptionKeys: cfg.EncryptionKeys, Log: log,
+		URL: cfg.RedisURL, ClusterAddrs: cfg.RedisClusterAddrs,
+		SentinelMaster: cfg.RedisSentinelMaster, SentinelAddrs: cfg.RedisSentinelAddrs, Password: cfg.RedisPassword,
+		Prefix: cfg.RedisKeyPrefix, EncryptionKeys: cfg.EncryptionKeys, Log: log,
 	})
 	if err != nil {
 		return err
@@ -60,7 +62,7 @@ func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(ad
 	defer accounts.Close()
 
 	crmClient := crm.New(crm.Options{
-		Timeout: cfg.CRMTimeout, AllowInsecure: cfg.CRMAllowInsecure,
+		Timeout: cfg.CRMTimeout, AllowInsecure: cfg.CRMAllowInsecure, AllowedPorts: cfg.CRMAllowedPorts,
 		UserAgent: "simpleconnect/" + cfg.ModuleCode,
 	})
 	connector := connect.New(crmClient, accounts, connect.Module{
@@ -68,9 +70,14 @@ func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(ad
 		Logo: cfg.LogoURL(), BaseURL: cfg.PublicURLFor(""),
 	}, log)
 
+	var limiter handlers.RateLimiter
+	if cfg.RateLimitPerMinute > 0 {
+		limiter = ratelimit.New(accounts.Client(), cfg.RedisKeyPrefix, cfg.RateLimitPerMinute)
+	}
 	srv := &http.Server{
 		Handler: handlers.New(handlers.Deps{
 			Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts,
+			Limiter: limiter, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies),
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,

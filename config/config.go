@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,10 +61,25 @@ type Config struct {
 	RedisURL          redact.Secret `envconfig:"REDIS_URL"`
 	RedisClusterAddrs []string      `envconfig:"REDIS_CLUSTER_ADDRS"`
 	RedisKeyPrefix    string        `envconfig:"REDIS_KEY_PREFIX" default:"simpleconnect"`
+	// Sentinel: the master's name and the sentinels' addresses.
+	RedisSentinelMaster string   `envconfig:"REDIS_SENTINEL_MASTER"`
+	RedisSentinelAddrs  []string `envconfig:"REDIS_SENTINEL_ADDRS"`
+	// RedisPassword is for Cluster and Sentinel nodes (a REDIS_URL carries its own).
+	RedisPassword redact.Secret `envconfig:"REDIS_PASSWORD"`
 
 	CRMAllowedHosts  []string      `envconfig:"CRM_ALLOWED_HOSTS"`
 	CRMAllowInsecure bool          `envconfig:"CRM_ALLOW_INSECURE" default:"false"`
 	CRMTimeout       time.Duration `envconfig:"CRM_TIMEOUT" default:"10s"`
+	// CRMAllowedPorts are ports besides 443 a systemUrl may name (box
+	// installations on a custom port).
+	CRMAllowedPorts []uint16 `envconfig:"CRM_ALLOWED_PORTS"`
+
+	// RateLimitPerMinute limits /register, /activity and POST /account per
+	// client address and route, across replicas; 0 turns it off.
+	RateLimitPerMinute int `envconfig:"RATE_LIMIT_PER_MINUTE" default:"60"`
+	// TrustedProxies are the CIDRs of load balancers whose X-Forwarded-For
+	// names the client; empty: the connection's peer is the client.
+	TrustedProxies []string `envconfig:"TRUSTED_PROXIES"`
 
 	EncryptionKeys EncryptionKeys  `envconfig:"ENCRYPTION_KEY"`
 	AdminTokens    []redact.Secret `envconfig:"ADMIN_TOKEN"`
@@ -215,6 +232,28 @@ func (c Config) Validate() error {
 	if c.CRMTimeout <= 0 {
 		bad("CRM_TIMEOUT", "must be a positive duration, e.g. 10s")
 	}
+	for _, p := range c.CRMAllowedPorts {
+		if p == 0 {
+			bad("CRM_ALLOWED_PORTS", "ports must be 1-65535")
+		}
+	}
+	if c.RateLimitPerMinute < 0 {
+		bad("RATE_LIMIT_PER_MINUTE", "must be 0 (off) or more")
+	}
+	for _, cidr := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(strings.TrimSpace(cidr)); err != nil {
+			bad("TRUSTED_PROXIES", "%q is not a CIDR such as 10.0.0.0/8", cidr) // network ranges are not secrets
+		}
+	}
+	if c.RedisSentinelMaster != "" && len(c.RedisSentinelAddrs) == 0 {
+		bad("REDIS_SENTINEL_ADDRS", "is required with REDIS_SENTINEL_MASTER")
+	}
+	if len(c.RedisSentinelAddrs) > 0 && c.RedisSentinelMaster == "" {
+		bad("REDIS_SENTINEL_MASTER", "is required with REDIS_SENTINEL_ADDRS")
+	}
+	if c.RedisSentinelMaster != "" && (!c.RedisURL.IsZero() || len(c.RedisClusterAddrs) > 0) {
+		bad("REDIS_SENTINEL_MASTER", "set only one of REDIS_URL, REDIS_CLUSTER_ADDRS or REDIS_SENTINEL_MASTER")
+	}
 	if c.SessionTTL < time.Minute {
 		bad("SESSION_TTL", "must be at least 1m")
 	}
@@ -234,7 +273,7 @@ func (c Config) Validate() error {
 
 // UsesEmbeddedStore reports whether no external Redis is configured.
 func (c Config) UsesEmbeddedStore() bool {
-	return c.RedisURL.IsZero() && len(c.RedisClusterAddrs) == 0
+	return c.RedisURL.IsZero() && len(c.RedisClusterAddrs) == 0 && c.RedisSentinelMaster == ""
 }
 
 // PublicURLFor returns the absolute public URL of a path of this service.
@@ -288,4 +327,13 @@ func (c Config) LogoURL() string {
 		return c.ModuleLogoURL
 	}
 	return c.PublicURLFor("/static/logo.svg")
+}
+
+// AllowedPortStrings are CRMAllowedPorts as text, for address checks.
+func (c Config) AllowedPortStrings() []string {
+	out := make([]string, 0, len(c.CRMAllowedPorts))
+	for _, p := range c.CRMAllowedPorts {
+		out = append(out, strconv.Itoa(int(p)))
+	}
+	return out
 }

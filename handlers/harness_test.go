@@ -104,7 +104,7 @@ func newHarness(t *testing.T, fakeOpts []crmtest.Option, opts ...harnessOption) 
 
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: redact.ReplaceAttr}))
 	client := crm.New(crm.Options{
-		Timeout: cfg.CRMTimeout, AllowInsecure: true, RetryWait: time.Millisecond, RetryMaxWait: 5 * time.Millisecond,
+		Timeout: cfg.CRMTimeout, AllowInsecure: cfg.CRMAllowInsecure, AllowedPorts: cfg.CRMAllowedPorts, RetryWait: time.Millisecond, RetryMaxWait: 5 * time.Millisecond,
 	})
 	connector := connect.New(client, h.store, connect.Module{
 		Code: cfg.ModuleCode, IntegrationCode: cfg.ModuleIntegrationCode, Name: cfg.ModuleName,

@@ -3,6 +3,8 @@ package handlers
 import (
 	"context"
 	"log/slog"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -104,5 +106,22 @@ func New(d Deps) *echo.Echo {
 
 // AddressPolicy is the shop address policy the config describes.
 func AddressPolicy(cfg config.Config) verify.AddressPolicy {
-	return verify.AddressPolicy{AllowedHosts: cfg.CRMAllowedHosts, AllowInsecure: cfg.CRMAllowInsecure}
+	return verify.AddressPolicy{
+		AllowedHosts: cfg.CRMAllowedHosts, AllowedPorts: cfg.AllowedPortStrings(), AllowInsecure: cfg.CRMAllowInsecure,
+	}
+}
+
+// IPExtractor finds the client's address: the connection's peer, or the
+// X-Forwarded-For entry added by one of the trusted proxies.
+func IPExtractor(trustedProxies []string) echo.IPExtractor {
+	if len(trustedProxies) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, cidr := range trustedProxies {
+		if _, n, err := net.ParseCIDR(strings.TrimSpace(cidr)); err == nil {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }

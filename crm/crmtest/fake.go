@@ -92,6 +92,7 @@ type Fake struct {
 	modules map[string]map[string]any // last accepted module per API key
 	release chan struct{}
 	onCall  func(Call)
+	conns   int
 }
 
 // Option configures a Fake.
@@ -145,6 +146,13 @@ func Start(addr string, opts ...Option) (*Fake, error) {
 		return nil, err
 	}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	f.srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			f.mu.Lock()
+			f.conns++
+			f.mu.Unlock()
+		}
+	}
 	f.srv.Listener.Close()
 	f.srv.Listener = ln
 	f.srv.Start()
@@ -174,6 +182,14 @@ func (f *Fake) Calls() []Call {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]Call(nil), f.calls...)
+}
+
+// Connections counts the TCP connections accepted so far, requests or not:
+// a guard test asserts zero.
+func (f *Fake) Connections() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.conns
 }
 
 // Edits returns only the edit calls.
