@@ -166,8 +166,12 @@ func (s *Redis) Move(ctx context.Context, id, systemURL string) (Account, error)
 		}
 		owner, err := tx.Get(ctx, newKey).Result()
 		if err == nil && owner != a.ID {
-			if _, err := s.load(ctx, tx, owner); err == nil {
+			_, err := s.load(ctx, tx, owner)
+			if err == nil {
 				return nil, ErrAddressTaken
+			}
+			if !errors.Is(err, ErrNotFound) { // an owner we cannot read still owns the address
+				return nil, err
 			}
 		} else if err != nil && !isNil(err) {
 			return nil, err

@@ -94,6 +94,9 @@ func Open(ctx context.Context, o Options) (*Redis, error) {
 	s, err := New(rdb, o.Prefix, o.EncryptionKeys...)
 	if err != nil {
 		_ = rdb.Close()
+		for _, c := range closers {
+			_ = c() // stop the embedded Redis too
+		}
 		return nil, err
 	}
 	s.closers = append(closers, s.closers...)

@@ -1,0 +1,284 @@
+package store_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/seal"
+	"github.com/modulehub/simpleconnect/store"
+)
+
+// backend is one Redis the store contract runs against: miniredis, or the
+// real Redis at REDIS_URL. Every test gets a fresh random key prefix, so
+// tests never see each other's keys, and on a real Redis only the keys of
+// that prefix are deleted afterwards (never FLUSHDB: the Redis is shared).
+type backend struct {
+	name   string
+	s      *store.Redis          // the store under test, sealing with key
+	raw    redis.UniversalClient // a client of its own, for raw reads and writes
+	prefix string
+	key    []byte               // s's only encryption key
+	mr     *miniredis.Miniredis // nil on a real Redis
+
+	dial func() redis.UniversalClient
+}
+
+// open returns another store on the same Redis and prefix with another
+// keyring (key rotation) and a client of its own, closed at the end.
+func (b *backend) open(t *testing.T, keys ...[]byte) *store.Redis {
+	t.Helper()
+	s, err := store.New(b.dial(), b.prefix, keys...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// eachBackend runs the same contract on miniredis and on a real Redis.
+func eachBackend(t *testing.T, fn func(t *testing.T, s *store.Redis, raw redis.UniversalClient, prefix string)) {
+	t.Helper()
+	forBackends(t, func(t *testing.T, b *backend) { fn(t, b.s, b.raw, b.prefix) })
+}
+
+// forBackends is eachBackend for tests that need more than the store:
+// another keyring, miniredis' clock.
+func forBackends(t *testing.T, fn func(t *testing.T, b *backend)) {
+	t.Helper()
+	t.Run("miniredis", func(t *testing.T) {
+		mr := miniredis.RunT(t)
+		b := newBackend(t, "miniredis", func() redis.UniversalClient {
+			return redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		})
+		b.mr = mr
+		fn(t, b)
+	})
+	t.Run("redis", func(t *testing.T) {
+		url := os.Getenv("REDIS_URL")
+		if url == "" {
+			t.Skip("REDIS_URL is not set: the real-Redis half of the store contract runs only against a real Redis (CI sets REDIS_URL=redis://127.0.0.1:6379/0)")
+		}
+		opt, err := redis.ParseURL(url)
+		require.NoError(t, err, "REDIS_URL is not a valid Redis URL")
+		b := newBackend(t, "redis", func() redis.UniversalClient { return redis.NewClient(opt) })
+		fn(t, b)
+	})
+}
+
+func newBackend(t *testing.T, name string, dial func() redis.UniversalClient) *backend {
+	t.Helper()
+	raw := dial()
+	t.Cleanup(func() { _ = raw.Close() }) // registered first, so it runs after the key cleanup below
+	require.NoError(t, raw.Ping(context.Background()).Err(), "%s does not answer", name)
+
+	prefix := "test-" + randomHex(8)
+	t.Cleanup(func() { deleteKeys(t, raw, prefix) })
+
+	key := seal.NewRandomKey()
+	s, err := store.New(dial(), prefix, key)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return &backend{name: name, s: s, raw: raw, prefix: prefix, key: key, dial: dial}
+}
+
+// deleteKeys removes every key holding prefix, and only those. It runs in
+// t.Cleanup, when t.Context() is already cancelled.
+func deleteKeys(t *testing.T, raw redis.UniversalClient, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, k := range scanKeys(ctx, t, raw, prefix) {
+		if err := raw.Del(ctx, k).Err(); err != nil {
+			t.Errorf("clean up %q: %v", k, err)
+		}
+	}
+}
+
+// scanKeys lists every key whose name holds prefix. The prefix is random,
+// so the pattern matches this test's keys only, wherever in the name the
+// store puts the prefix.
+func scanKeys(ctx context.Context, t *testing.T, raw redis.UniversalClient, prefix string) []string {
+	t.Helper()
+	var out []string
+	it := raw.Scan(ctx, 0, "*"+prefix+"*", 1000).Iterator()
+	for it.Next(ctx) {
+		out = append(out, it.Val())
+	}
+	require.NoError(t, it.Err())
+	slices.Sort(out)
+	return slices.Compact(out) // SCAN may return a key twice
+}
+
+// rawEntry is one key of the prefix with everything it holds, read raw.
+type rawEntry struct {
+	key, typ string
+	values   []string
+}
+
+// dumpKeys reads every key of the prefix and every value in it, whatever
+// its type. An unknown type fails the test, so a new kind of key cannot
+// slip past the "nothing in clear" checks.
+func dumpKeys(t *testing.T, raw redis.UniversalClient, prefix string) []rawEntry {
+	t.Helper()
+	ctx := t.Context()
+	var out []rawEntry
+	for _, k := range scanKeys(ctx, t, raw, prefix) {
+		typ, err := raw.Type(ctx, k).Result()
+		require.NoError(t, err)
+		e := rawEntry{key: k, typ: typ}
+		switch typ {
+		case "string":
+			v, err := raw.Get(ctx, k).Result()
+			require.NoError(t, err)
+			e.values = append(e.values, v)
+		case "hash":
+			h, err := raw.HGetAll(ctx, k).Result()
+			require.NoError(t, err)
+			for _, f := range slices.Sorted(maps.Keys(h)) {
+				e.values = append(e.values, f, h[f])
+			}
+		case "zset":
+			zs, err := raw.ZRangeWithScores(ctx, k, 0, -1).Result()
+			require.NoError(t, err)
+			for _, z := range zs {
+				e.values = append(e.values, z.Member.(string), strconv.FormatFloat(z.Score, 'f', -1, 64))
+			}
+		case "set":
+			m, err := raw.SMembers(ctx, k).Result()
+			require.NoError(t, err)
+			e.values = append(e.values, m...)
+		case "list":
+			l, err := raw.LRange(ctx, k, 0, -1).Result()
+			require.NoError(t, err)
+			e.values = append(e.values, l...)
+		case "stream":
+			msgs, err := raw.XRange(ctx, k, "-", "+").Result()
+			require.NoError(t, err)
+			for _, m := range msgs {
+				e.values = append(e.values, m.ID)
+				for _, f := range slices.Sorted(maps.Keys(m.Values)) {
+					e.values = append(e.values, f, m.Values[f].(string))
+				}
+			}
+		case "none":
+			continue // expired between SCAN and TYPE
+		default:
+			t.Fatalf("key %q has type %q, which dumpKeys cannot read", k, typ)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// rawText is every key name and value of the prefix, one per line.
+func rawText(t *testing.T, raw redis.UniversalClient, prefix string) string {
+	t.Helper()
+	var sb strings.Builder
+	for _, e := range dumpKeys(t, raw, prefix) {
+		sb.WriteString(e.key + "\n")
+		for _, v := range e.values {
+			sb.WriteString(v + "\n")
+		}
+	}
+	return sb.String()
+}
+
+// keysContaining returns the key names of the prefix that contain sub.
+func keysContaining(t *testing.T, raw redis.UniversalClient, prefix, sub string) []string {
+	t.Helper()
+	var out []string
+	for _, k := range scanKeys(t.Context(), t, raw, prefix) {
+		if strings.Contains(k, sub) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// accountKey finds the hash holding an account: the one hash whose name
+// holds the id.
+func accountKey(t *testing.T, raw redis.UniversalClient, prefix, id string) string {
+	t.Helper()
+	var found []string
+	for _, k := range keysContaining(t, raw, prefix, id) {
+		if raw.Type(t.Context(), k).Val() == "hash" {
+			found = append(found, k)
+		}
+	}
+	require.Len(t, found, 1, "exactly one hash per account")
+	return found[0]
+}
+
+// zsetSizes returns the cardinality of every sorted set of the prefix.
+func zsetSizes(t *testing.T, raw redis.UniversalClient, prefix string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for _, e := range dumpKeys(t, raw, prefix) {
+		if e.typ == "zset" {
+			out[e.key] = int64(len(e.values) / 2)
+		}
+	}
+	return out
+}
+
+// fakeClock is a settable clock for store.SetClock. It starts on a whole
+// millisecond, and the store keeps milliseconds, so times read back are
+// equal to the ones set.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock(s ...*store.Redis) *fakeClock {
+	c := &fakeClock{now: time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC)}
+	for _, st := range s {
+		st.SetClock(c.Now)
+	}
+	return c
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	return c.now
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newAPIKey returns a distinctive API key, easy to look for in raw Redis.
+func newAPIKey() redact.Secret { return redact.Secret("apikey-" + randomHex(16)) }
+
+func shopURL(n int) string { return "https://shop-" + strconv.Itoa(n) + ".retailcrm.ru" }
+
+// connect runs a whole successful register for a shop.
+func connect(t *testing.T, s *store.Redis, systemURL string, apiKey redact.Secret) store.Account {
+	t.Helper()
+	ctx := t.Context()
+	a, err := s.BeginConnect(ctx, systemURL, apiKey)
+	require.NoError(t, err)
+	a, err = s.CompleteConnect(ctx, a.ID, apiKey)
+	require.NoError(t, err)
+	return a
+}
