@@ -51,6 +51,11 @@ func run(args []string, out io.Writer) error {
 	}
 	fake, err := crmtest.Start(*listen, crmtest.OnCall(func(c crmtest.Call) {
 		fmt.Fprintf(out, "    [fake CRM] %s %s (X-API-KEY %s)\n", c.Method, c.Path, mask(c.APIKey()))
+		if *serve && c.Module != nil {
+			// By hand, the next step needs the clientId: this fake CRM and
+			// its keys exist only on this machine, so it is shown whole.
+			fmt.Fprintf(out, "    [fake CRM] module %v registered, clientId=%v accountUrl=%v\n", c.Module["code"], c.Module["clientId"], c.Module["accountUrl"])
+		}
 	}))
 	if err != nil {
 		return fmt.Errorf("start fake CRM: %w", err)

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modulehub/simpleconnect/config"
+	"github.com/modulehub/simpleconnect/connect"
+	"github.com/modulehub/simpleconnect/crm"
+	"github.com/modulehub/simpleconnect/handlers"
+	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/store"
+)
+
+// service starts the real HTTP surface on the embedded store, configured as
+// the README's run command does.
+func service(t *testing.T) *httptest.Server {
+	t.Helper()
+	cfg := config.Config{
+		ListenAddr: "127.0.0.1:0", PublicURL: "http://localhost:8080", ModuleCode: "demo",
+		ModuleSecrets: []redact.Secret{"dev"}, ModuleScopes: []string{"integration_read", "integration_write"},
+		RedisKeyPrefix: "simpleconnect", CRMAllowInsecure: true, CRMTimeout: 2 * time.Second,
+		SessionTTL: time.Hour, ShutdownTimeout: time.Second, LogFormat: "text",
+	}.WithDefaults()
+	require.NoError(t, cfg.Validate())
+	s, err := store.Open(context.Background(), store.Options{Prefix: cfg.RedisKeyPrefix})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	c := connect.New(crm.New(crm.Options{Timeout: cfg.CRMTimeout, AllowInsecure: true}), s,
+		connect.Module{Code: "demo", IntegrationCode: "demo", Name: "demo", BaseURL: cfg.PublicURLFor("")}, nil)
+	srv := httptest.NewServer(handlers.New(handlers.Deps{Config: cfg, Connector: c, Accounts: s, Sessions: s, Store: s}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestSimulatorPlaysTheWholeConnection(t *testing.T) {
+	srv := service(t)
+	var out bytes.Buffer
+	require.NoError(t, run([]string{"-service", srv.URL, "-secret", "dev"}, &out), out.String())
+	text := out.String()
+	for _, step := range []string{
+		"1. The owner opens the module card", "success=true scopes=[integration_read integration_write]",
+		"2. The owner clicks Connect", "[fake CRM] POST /api/v5/integration-modules/demo/edit",
+		"3. The CRM now lists the module: code=demo active=true",
+		"4. The CRM sends the owner's browser", "HTTP 303 Location=/account session cookie set=true",
+		"page shows the shop address: true, state: active",
+		"5. The owner switches the module off", "The whole simple connection worked.",
+	} {
+		assert.Contains(t, text, step)
+	}
+	assert.NotContains(t, text, "sim-api-key-0001", "the key is masked in the transcript")
+}
+
+func TestSimulatorReportsAWrongSecret(t *testing.T) {
+	srv := service(t)
+	var out bytes.Buffer
+	err := run([]string{"-service", srv.URL, "-secret", "not-the-module-secret"}, &out)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "invalid token")
+	assert.True(t, strings.Contains(out.String(), "success=false"), out.String())
+}
