@@ -250,8 +250,12 @@ func (c *Client) do(ctx context.Context, op string, apiKey redact.Secret, out en
 	if err != nil {
 		return c.transportError(op, err, apiKey)
 	}
-	body := resp.Body()
-	status := resp.StatusCode()
+	return classify(op, resp.StatusCode(), resp.Body(), out, apiKey.Reveal())
+}
+
+// classify decodes a CRM reply into out and decides what it means: nil for
+// success, else an *Error of the right kind with the CRM's explanation.
+func classify(op string, status int, body []byte, out enveloped, apiKey string) error {
 	// An HTML page means "no CRM account here", except with a rate-limit or
 	// server-error status: a front proxy answers 502/503/429 with its own
 	// HTML page while the account exists, and that must stay retryable news.
@@ -270,9 +274,9 @@ func (c *Client) do(ctx context.Context, op string, apiKey redact.Secret, out en
 	}
 	e := &Error{Kind: kind, Op: op, Status: status}
 	if decodeErr == nil {
-		e.Message = clean(env.ErrorMsg, apiKey.Reveal())
+		e.Message = clean(env.ErrorMsg, apiKey)
 		for _, d := range env.Errors {
-			e.Details = append(e.Details, clean(d, apiKey.Reveal()))
+			e.Details = append(e.Details, clean(d, apiKey))
 		}
 	}
 	return e
