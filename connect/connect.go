@@ -49,10 +49,20 @@ func (m Module) For(acc store.Account, active bool) crm.Module {
 	}
 }
 
+// ErrNotConnected means the account has no key the CRM accepted yet.
+var ErrNotConnected = errors.New("connect: the account was never connected")
+
+// Store is every store operation the service uses.
+type Store interface {
+	Accounts
+	Managed
+}
+
 // Service connects shops.
 type Service struct {
 	crm      CRM
 	accounts Accounts
+	managed  Managed
 	module   Module
 	log      *slog.Logger
 	// writeTimeout bounds store writes that must happen even when the
@@ -61,11 +71,11 @@ type Service struct {
 }
 
 // New returns a Service.
-func New(c CRM, accounts Accounts, m Module, log *slog.Logger) *Service {
+func New(c CRM, s Store, m Module, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{crm: c, accounts: accounts, module: m, log: log, writeTimeout: 5 * time.Second}
+	return &Service{crm: c, accounts: s, managed: s, module: m, log: log, writeTimeout: 5 * time.Second}
 }
 
 // Module returns the module description.

@@ -216,3 +216,41 @@ func TestDefinitiveSortsFinalFromTransientFailures(t *testing.T) {
 		assert.False(t, connect.Definitive(err), err.Error())
 	}
 }
+
+func TestMoveNeedsTheKeyToWorkAtTheNewAddress(t *testing.T) {
+	e := newEnv(t)
+	acc, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+	require.NoError(t, err)
+
+	elsewhere := crmtest.New(t, crmtest.Edit("", crmtest.Status(401)))
+	_, err = e.svc.Move(t.Context(), acc, elsewhere.URL)
+	require.ErrorIs(t, err, crm.ErrUnauthorized)
+	got, err := e.store.Get(t.Context(), acc.ID)
+	require.NoError(t, err)
+	assert.Equal(t, e.fake.URL, got.SystemURL, "a refused move changes nothing")
+
+	newHome := crmtest.New(t)
+	moved, err := e.svc.Move(t.Context(), acc, newHome.URL)
+	require.NoError(t, err)
+	assert.Equal(t, newHome.URL, moved.SystemURL)
+	require.Len(t, newHome.Edits(), 1)
+	assert.Equal(t, acc.ClientID.Reveal(), newHome.Edits()[0].Module["clientId"])
+	events, err := e.store.Events(t.Context(), "", 10)
+	require.NoError(t, err)
+	assert.Equal(t, store.EventMoved, events[len(events)-1].Type)
+	assert.Equal(t, e.fake.URL, events[len(events)-1].PreviousSystemURL)
+}
+
+func TestDeactivateAndResyncNeedAConnectedAccount(t *testing.T) {
+	e := newEnv(t, crmtest.Edit("", crmtest.Status(503)))
+	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+	require.Error(t, err)
+	acc, err := e.account(t)
+	require.NoError(t, err)
+	_, err = e.svc.Resync(t.Context(), acc.ID)
+	assert.ErrorIs(t, err, connect.ErrNotConnected)
+	_, err = e.svc.Deactivate(t.Context(), acc.ID, false)
+	assert.ErrorIs(t, err, connect.ErrNotConnected)
+	_, err = e.svc.Resync(t.Context(), "01AAAAAAAAAAAAAAAAAAAAAAAA")
+	assert.ErrorIs(t, err, store.ErrNotFound)
+}

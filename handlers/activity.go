@@ -70,7 +70,7 @@ func (s *server) handleActivity(c echo.Context) error {
 			return err
 		}
 		if moved != acc.SystemURL {
-			if _, err := s.accounts.Move(ctx, acc.ID, moved); err != nil {
+			if _, err := s.connector.Move(ctx, acc, moved); err != nil {
 				return err
 			}
 			s.log.InfoContext(ctx, "shop moved to a new address", "account_id", acc.ID, "from", acc.SystemURL, "to", moved)

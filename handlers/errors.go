@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modulehub/simpleconnect/connect"
 	"github.com/modulehub/simpleconnect/crm"
 	"github.com/modulehub/simpleconnect/store"
 	"github.com/modulehub/simpleconnect/verify"
@@ -58,6 +59,10 @@ var replies = []reply{
 	{store.ErrConflict, http.StatusServiceUnavailable, "busy", "Too many changes at once. Try again in a moment.", false},
 	{errNoSession, http.StatusUnauthorized, "no_session", "Your session has ended. Open the module again from your CRM.", false},
 	{errBadCSRF, http.StatusForbidden, "bad_csrf", "This form has expired. Reload the page and try again.", false},
+	{errAdminDisable, http.StatusNotFound, "not_found", "Not found.", false},
+	{errAdminAuth, http.StatusUnauthorized, "unauthorized", "A valid bearer token is required.", false},
+	{errAdminQuery, http.StatusBadRequest, "bad_query", "The query is not valid", true},
+	{connect.ErrNotConnected, http.StatusConflict, "not_connected", "The account has no key the CRM accepted yet.", false},
 	{errRateLimited, http.StatusTooManyRequests, "rate_limited", "Too many requests. Try again in a minute.", false},
 	{errNotFound, http.StatusNotFound, "not_found", "Not found.", false},
 	{errMethodNotAllow, http.StatusMethodNotAllowed, "method_not_allowed", "This address does not accept this kind of request.", false},

@@ -75,6 +75,9 @@ func withCRMTimeout(d time.Duration) harnessOption {
 	return func(c *config.Config) { c.CRMTimeout = d }
 }
 func withPublicURL(u string) harnessOption { return func(c *config.Config) { c.PublicURL = u } }
+func withAdminTokens(tokens ...redact.Secret) harnessOption {
+	return func(c *config.Config) { c.AdminTokens = tokens }
+}
 
 func testConfig() config.Config {
 	return config.Config{

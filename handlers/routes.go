@@ -35,4 +35,13 @@ func (s *server) routes(e *echo.Echo) {
 	// Operations.
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
+
+	// The admin API (docs/admin-api.md): bearer tokens, JSON problems.
+	admin := e.Group("/admin/api", requireBearer(s.cfg.AdminTokens))
+	admin.GET("/accounts", s.handleAdminList)
+	admin.GET("/accounts/:id", s.handleAdminGet)
+	admin.POST("/accounts/:id/deactivate", s.handleAdminDeactivate)
+	admin.POST("/accounts/:id/resync", s.handleAdminResync)
+	admin.GET("/events", s.handleAdminEvents)
+	admin.Any("/*", func(echo.Context) error { return errNotFound })
 }

@@ -16,9 +16,12 @@ import (
 	"github.com/modulehub/simpleconnect/verify"
 )
 
-// Connector connects a shop (package connect).
+// Connector connects and manages shops (package connect).
 type Connector interface {
 	Connect(ctx context.Context, systemURL string, apiKey redact.Secret) (store.Account, error)
+	Deactivate(ctx context.Context, id string, localOnly bool) (store.Account, error)
+	Resync(ctx context.Context, id string) (store.Account, error)
+	Move(ctx context.Context, acc store.Account, systemURL string) (store.Account, error)
 }
 
 var _ Connector = (*connect.Service)(nil)
@@ -28,7 +31,8 @@ type Accounts interface {
 	Get(ctx context.Context, id string) (store.Account, error)
 	FindByClientID(ctx context.Context, clientID redact.Secret) (store.Account, error)
 	SetActivity(ctx context.Context, id string, active, frozen bool) (store.Account, error)
-	Move(ctx context.Context, id, systemURL string) (store.Account, error)
+	List(ctx context.Context, q store.ListQuery) (store.Page, error)
+	Events(ctx context.Context, after string, count int64) ([]store.Event, error)
 }
 
 // Sessions is what the account page needs to remember a signed-in browser.

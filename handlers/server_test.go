@@ -33,6 +33,18 @@ func (s stubConnector) Connect(context.Context, string, redact.Secret) (store.Ac
 	return store.Account{}, s.err
 }
 
+func (s stubConnector) Deactivate(context.Context, string, bool) (store.Account, error) {
+	return store.Account{}, s.err
+}
+
+func (s stubConnector) Resync(context.Context, string) (store.Account, error) {
+	return store.Account{}, s.err
+}
+
+func (s stubConnector) Move(context.Context, store.Account, string) (store.Account, error) {
+	return store.Account{}, s.err
+}
+
 func TestErrorHandlerMapsEveryFailureToTheCRMsShape(t *testing.T) {
 	h := newHarness(t, nil)
 	cases := []struct {
