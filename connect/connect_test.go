@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/modulehub/simpleconnect/crm/crmtest"
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/store"
+	"github.com/modulehub/simpleconnect/store/storetest"
 )
 
 // flaky fails chosen store calls, to cut a connection short at each step.
@@ -48,7 +47,7 @@ func (f *flaky) AbortConnect(ctx context.Context, id string, k redact.Secret) er
 var errStoreDown = errors.New("redis: connection refused")
 
 type env struct {
-	mr    *miniredis.Miniredis
+	b     *storetest.Backend
 	key   []byte
 	fake  *crmtest.Fake
 	store *flaky
@@ -56,9 +55,9 @@ type env struct {
 	now   time.Time
 }
 
-func newEnv(t *testing.T, opts ...crmtest.Option) *env {
+func newEnv(t *testing.T, b *storetest.Backend, opts ...crmtest.Option) *env {
 	t.Helper()
-	e := &env{mr: miniredis.RunT(t), key: make([]byte, 32), fake: crmtest.New(t, opts...), now: time.Now().UTC()}
+	e := &env{b: b, key: make([]byte, 32), fake: crmtest.New(t, opts...), now: time.Now().UTC().Truncate(time.Millisecond)}
 	e.restart(t)
 	return e
 }
@@ -67,7 +66,7 @@ func newEnv(t *testing.T, opts ...crmtest.Option) *env {
 // new process would.
 func (e *env) restart(t *testing.T) {
 	t.Helper()
-	s, err := store.New(redis.NewClient(&redis.Options{Addr: e.mr.Addr()}), "test", e.key)
+	s, err := store.New(e.b.Dial(), e.b.Prefix, e.key)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	s.SetClock(func() time.Time { return e.now })
@@ -90,122 +89,140 @@ func (e *env) sweep(t *testing.T, after time.Duration) connect.SweepResult {
 }
 
 func TestConnectActivatesOnlyAfterTheCRMAccepts(t *testing.T) {
-	e := newEnv(t)
-	acc, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
-	require.NoError(t, err)
-	assert.Equal(t, store.StatusActive, acc.Status())
-	assert.Equal(t, "key-1", acc.APIKey.Reveal())
-	require.Len(t, e.fake.Edits(), 1)
-	assert.Equal(t, acc.ClientID.Reveal(), e.fake.Edits()[0].Module["clientId"])
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b)
+		acc, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.NoError(t, err)
+		assert.Equal(t, store.StatusActive, acc.Status())
+		assert.Equal(t, "key-1", acc.APIKey.Reveal())
+		require.Len(t, e.fake.Edits(), 1)
+		assert.Equal(t, acc.ClientID.Reveal(), e.fake.Edits()[0].Module["clientId"])
+	})
 }
 
 func TestADefinitiveRefusalLeavesNothingBehind(t *testing.T) {
-	e := newEnv(t, crmtest.Edit("", crmtest.Status(403)))
-	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
-	require.ErrorIs(t, err, crm.ErrForbidden)
-	_, err = e.account(t)
-	assert.ErrorIs(t, err, store.ErrNotFound)
-	assert.Equal(t, connect.SweepResult{}, e.sweep(t, 2*time.Minute), "nothing left to sweep")
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b, crmtest.Edit("", crmtest.Status(403)))
+		_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.ErrorIs(t, err, crm.ErrForbidden)
+		_, err = e.account(t)
+		assert.ErrorIs(t, err, store.ErrNotFound)
+		assert.Equal(t, connect.SweepResult{}, e.sweep(t, 2*time.Minute), "nothing left to sweep")
+	})
 }
 
 func TestStoreDownBeforeTheCRMCallSendsNothing(t *testing.T) {
-	e := newEnv(t)
-	e.store.failBegin = errStoreDown
-	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
-	require.ErrorIs(t, err, errStoreDown)
-	assert.Empty(t, e.fake.Calls())
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b)
+		e.store.failBegin = errStoreDown
+		_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.ErrorIs(t, err, errStoreDown)
+		assert.Empty(t, e.fake.Calls())
+	})
 }
 
 func TestCRMOutageLeavesAPendingAccountTheSweeperFinishes(t *testing.T) {
-	e := newEnv(t, crmtest.Edit("key-1", crmtest.Status(503), crmtest.Status(503), crmtest.Status(503), crmtest.Status(503), crmtest.OK()))
-	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
-	require.ErrorIs(t, err, crm.ErrUnavailable)
-	acc, err := e.account(t)
-	require.NoError(t, err)
-	assert.Equal(t, store.StatusPending, acc.Status(), "not active, not forgotten")
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b, crmtest.Edit("key-1", crmtest.Status(503), crmtest.Status(503), crmtest.Status(503), crmtest.Status(503), crmtest.OK()))
+		_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.ErrorIs(t, err, crm.ErrUnavailable)
+		acc, err := e.account(t)
+		require.NoError(t, err)
+		assert.Equal(t, store.StatusPending, acc.Status(), "not active, not forgotten")
 
-	assert.Equal(t, connect.SweepResult{}, e.sweep(t, 10*time.Second), "too fresh: a register may still be in flight")
-	assert.Equal(t, connect.SweepResult{Completed: 1}, e.sweep(t, 2*time.Minute))
-	done, err := e.account(t)
-	require.NoError(t, err)
-	assert.Equal(t, store.StatusActive, done.Status())
-	assert.Equal(t, acc.ClientID, done.ClientID)
-	edits := e.fake.Edits()
-	assert.Equal(t, edits[0].Module["clientId"], edits[len(edits)-1].Module["clientId"], "the CRM sees the same module")
+		assert.Equal(t, connect.SweepResult{}, e.sweep(t, 10*time.Second), "too fresh: a register may still be in flight")
+		assert.Equal(t, connect.SweepResult{Completed: 1}, e.sweep(t, 2*time.Minute))
+		done, err := e.account(t)
+		require.NoError(t, err)
+		assert.Equal(t, store.StatusActive, done.Status())
+		assert.Equal(t, acc.ClientID, done.ClientID)
+		edits := e.fake.Edits()
+		assert.Equal(t, edits[0].Module["clientId"], edits[len(edits)-1].Module["clientId"], "the CRM sees the same module")
+	})
 }
 
 func TestStoreFailureAfterCRMSuccessIsFinishedAfterARestart(t *testing.T) {
-	e := newEnv(t)
-	e.store.failComplete = errStoreDown
-	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
-	require.ErrorIs(t, err, errStoreDown)
-	acc, err := e.account(t)
-	require.NoError(t, err)
-	assert.Equal(t, store.StatusPending, acc.Status())
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b)
+		e.store.failComplete = errStoreDown
+		_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.ErrorIs(t, err, errStoreDown)
+		acc, err := e.account(t)
+		require.NoError(t, err)
+		assert.Equal(t, store.StatusPending, acc.Status())
 
-	e.restart(t) // the process dies and comes back
-	assert.Equal(t, connect.SweepResult{Completed: 1}, e.sweep(t, 2*time.Minute))
-	done, err := e.account(t)
-	require.NoError(t, err)
-	assert.Equal(t, store.StatusActive, done.Status())
-	assert.Equal(t, "key-1", done.APIKey.Reveal())
-	assert.Equal(t, acc.ID, done.ID)
+		e.restart(t) // the process dies and comes back
+		assert.Equal(t, connect.SweepResult{Completed: 1}, e.sweep(t, 2*time.Minute))
+		done, err := e.account(t)
+		require.NoError(t, err)
+		assert.Equal(t, store.StatusActive, done.Status())
+		assert.Equal(t, "key-1", done.APIKey.Reveal())
+		assert.Equal(t, acc.ID, done.ID)
+	})
 }
 
 func TestTheOwnersNextClickFinishesAPendingAccount(t *testing.T) {
-	e := newEnv(t)
-	e.store.failComplete = errStoreDown
-	first, _ := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
-	e.store.failComplete = nil
-	second, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
-	require.NoError(t, err)
-	assert.Equal(t, first.ID, second.ID)
-	assert.Equal(t, first.ClientID, second.ClientID)
-	assert.Equal(t, store.StatusActive, second.Status())
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b)
+		e.store.failComplete = errStoreDown
+		first, _ := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		e.store.failComplete = nil
+		second, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.NoError(t, err)
+		assert.Equal(t, first.ID, second.ID)
+		assert.Equal(t, first.ClientID, second.ClientID)
+		assert.Equal(t, store.StatusActive, second.Status())
+	})
 }
 
 func TestFailedAbortIsRetriedByTheSweeper(t *testing.T) {
-	e := newEnv(t, crmtest.Edit("", crmtest.Status(401)))
-	e.store.failAbort = errStoreDown
-	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
-	require.ErrorIs(t, err, crm.ErrUnauthorized)
-	acc, err := e.account(t)
-	require.NoError(t, err, "the abort could not be written")
-	assert.Equal(t, store.StatusPending, acc.Status(), "but the account is not active")
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b, crmtest.Edit("", crmtest.Status(401)))
+		e.store.failAbort = errStoreDown
+		_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.ErrorIs(t, err, crm.ErrUnauthorized)
+		acc, err := e.account(t)
+		require.NoError(t, err, "the abort could not be written")
+		assert.Equal(t, store.StatusPending, acc.Status(), "but the account is not active")
 
-	e.store.failAbort = nil
-	assert.Equal(t, connect.SweepResult{Aborted: 1}, e.sweep(t, 2*time.Minute))
-	_, err = e.account(t)
-	assert.ErrorIs(t, err, store.ErrNotFound)
+		e.store.failAbort = nil
+		assert.Equal(t, connect.SweepResult{Aborted: 1}, e.sweep(t, 2*time.Minute))
+		_, err = e.account(t)
+		assert.ErrorIs(t, err, store.ErrNotFound)
+	})
 }
 
 func TestSweeperGivesUpOnACRMThatStaysDown(t *testing.T) {
-	e := newEnv(t, crmtest.Edit("", crmtest.Status(503)))
-	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
-	require.Error(t, err)
-	assert.Equal(t, connect.SweepResult{Retrying: 1}, e.sweep(t, 2*time.Minute))
-	assert.Equal(t, connect.SweepResult{Aborted: 1}, e.sweep(t, 2*time.Hour))
-	_, err = e.account(t)
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b, crmtest.Edit("", crmtest.Status(503)))
+		_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.Error(t, err)
+		assert.Equal(t, connect.SweepResult{Retrying: 1}, e.sweep(t, 2*time.Minute))
+		assert.Equal(t, connect.SweepResult{Aborted: 1}, e.sweep(t, 2*time.Hour))
+		_, err = e.account(t)
+		assert.ErrorIs(t, err, store.ErrNotFound)
+	})
 }
 
 func TestReconnectWithANewKeyDuringAnOutageKeepsTheOldKeyUntilAccepted(t *testing.T) {
-	e := newEnv(t, crmtest.Edit("key-new", crmtest.Status(503), crmtest.Status(503), crmtest.Status(503), crmtest.Status(503), crmtest.OK()))
-	old, err := e.svc.Connect(t.Context(), e.fake.URL, "key-old")
-	require.NoError(t, err)
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b, crmtest.Edit("key-new", crmtest.Status(503), crmtest.Status(503), crmtest.Status(503), crmtest.Status(503), crmtest.OK()))
+		old, err := e.svc.Connect(t.Context(), e.fake.URL, "key-old")
+		require.NoError(t, err)
 
-	_, err = e.svc.Connect(t.Context(), e.fake.URL, "key-new")
-	require.ErrorIs(t, err, crm.ErrUnavailable)
-	acc, err := e.account(t)
-	require.NoError(t, err)
-	assert.Equal(t, "key-old", acc.APIKey.Reveal())
-	assert.Equal(t, store.StatusActive, acc.Status(), "the shop stays connected with its proven key")
+		_, err = e.svc.Connect(t.Context(), e.fake.URL, "key-new")
+		require.ErrorIs(t, err, crm.ErrUnavailable)
+		acc, err := e.account(t)
+		require.NoError(t, err)
+		assert.Equal(t, "key-old", acc.APIKey.Reveal())
+		assert.Equal(t, store.StatusActive, acc.Status(), "the shop stays connected with its proven key")
 
-	assert.Equal(t, connect.SweepResult{Completed: 1}, e.sweep(t, 2*time.Minute))
-	acc, err = e.account(t)
-	require.NoError(t, err)
-	assert.Equal(t, "key-new", acc.APIKey.Reveal())
-	assert.Equal(t, old.ClientID, acc.ClientID)
+		assert.Equal(t, connect.SweepResult{Completed: 1}, e.sweep(t, 2*time.Minute))
+		acc, err = e.account(t)
+		require.NoError(t, err)
+		assert.Equal(t, "key-new", acc.APIKey.Reveal())
+		assert.Equal(t, old.ClientID, acc.ClientID)
+	})
 }
 
 func TestDefinitiveSortsFinalFromTransientFailures(t *testing.T) {
@@ -218,39 +235,43 @@ func TestDefinitiveSortsFinalFromTransientFailures(t *testing.T) {
 }
 
 func TestMoveNeedsTheKeyToWorkAtTheNewAddress(t *testing.T) {
-	e := newEnv(t)
-	acc, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
-	require.NoError(t, err)
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b)
+		acc, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.NoError(t, err)
 
-	elsewhere := crmtest.New(t, crmtest.Edit("", crmtest.Status(401)))
-	_, err = e.svc.Move(t.Context(), acc, elsewhere.URL)
-	require.ErrorIs(t, err, crm.ErrUnauthorized)
-	got, err := e.store.Get(t.Context(), acc.ID)
-	require.NoError(t, err)
-	assert.Equal(t, e.fake.URL, got.SystemURL, "a refused move changes nothing")
+		elsewhere := crmtest.New(t, crmtest.Edit("", crmtest.Status(401)))
+		_, err = e.svc.Move(t.Context(), acc, elsewhere.URL)
+		require.ErrorIs(t, err, crm.ErrUnauthorized)
+		got, err := e.store.Get(t.Context(), acc.ID)
+		require.NoError(t, err)
+		assert.Equal(t, e.fake.URL, got.SystemURL, "a refused move changes nothing")
 
-	newHome := crmtest.New(t)
-	moved, err := e.svc.Move(t.Context(), acc, newHome.URL)
-	require.NoError(t, err)
-	assert.Equal(t, newHome.URL, moved.SystemURL)
-	require.Len(t, newHome.Edits(), 1)
-	assert.Equal(t, acc.ClientID.Reveal(), newHome.Edits()[0].Module["clientId"])
-	events, err := e.store.Events(t.Context(), "", 10)
-	require.NoError(t, err)
-	assert.Equal(t, store.EventMoved, events[len(events)-1].Type)
-	assert.Equal(t, e.fake.URL, events[len(events)-1].PreviousSystemURL)
+		newHome := crmtest.New(t)
+		moved, err := e.svc.Move(t.Context(), acc, newHome.URL)
+		require.NoError(t, err)
+		assert.Equal(t, newHome.URL, moved.SystemURL)
+		require.Len(t, newHome.Edits(), 1)
+		assert.Equal(t, acc.ClientID.Reveal(), newHome.Edits()[0].Module["clientId"])
+		events, err := e.store.Events(t.Context(), "", 10)
+		require.NoError(t, err)
+		assert.Equal(t, store.EventMoved, events[len(events)-1].Type)
+		assert.Equal(t, e.fake.URL, events[len(events)-1].PreviousSystemURL)
+	})
 }
 
 func TestDeactivateAndResyncNeedAConnectedAccount(t *testing.T) {
-	e := newEnv(t, crmtest.Edit("", crmtest.Status(503)))
-	_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
-	require.Error(t, err)
-	acc, err := e.account(t)
-	require.NoError(t, err)
-	_, err = e.svc.Resync(t.Context(), acc.ID)
-	assert.ErrorIs(t, err, connect.ErrNotConnected)
-	_, err = e.svc.Deactivate(t.Context(), acc.ID, false)
-	assert.ErrorIs(t, err, connect.ErrNotConnected)
-	_, err = e.svc.Resync(t.Context(), "01AAAAAAAAAAAAAAAAAAAAAAAA")
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b, crmtest.Edit("", crmtest.Status(503)))
+		_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.Error(t, err)
+		acc, err := e.account(t)
+		require.NoError(t, err)
+		_, err = e.svc.Resync(t.Context(), acc.ID)
+		assert.ErrorIs(t, err, connect.ErrNotConnected)
+		_, err = e.svc.Deactivate(t.Context(), acc.ID, false)
+		assert.ErrorIs(t, err, connect.ErrNotConnected)
+		_, err = e.svc.Resync(t.Context(), "01AAAAAAAAAAAAAAAAAAAAAAAA")
+		assert.ErrorIs(t, err, store.ErrNotFound)
+	})
 }

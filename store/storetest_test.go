@@ -2,10 +2,7 @@ package store_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,12 +17,11 @@ import (
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/seal"
 	"github.com/modulehub/simpleconnect/store"
+	"github.com/modulehub/simpleconnect/store/storetest"
 )
 
-// backend is one Redis the store contract runs against: miniredis, or the
-// real Redis at REDIS_URL. Every test gets a fresh random key prefix, so
-// tests never see each other's keys, and on a real Redis only the keys of
-// that prefix are deleted afterwards (never FLUSHDB: the Redis is shared).
+// backend is one Redis the store contract runs against (storetest.Each:
+// miniredis, the real Redis at REDIS_URL, a Cluster), with a store on it.
 type backend struct {
 	name   string
 	s      *store.Redis          // the store under test, sealing with key
@@ -35,6 +31,7 @@ type backend struct {
 	mr     *miniredis.Miniredis // nil on a real Redis
 
 	dial func() redis.UniversalClient
+	sb   *storetest.Backend
 }
 
 // open returns another store on the same Redis and prefix with another
@@ -47,7 +44,7 @@ func (b *backend) open(t *testing.T, keys ...[]byte) *store.Redis {
 	return s
 }
 
-// eachBackend runs the same contract on miniredis and on a real Redis.
+// eachBackend runs the same contract on every backend.
 func eachBackend(t *testing.T, fn func(t *testing.T, s *store.Redis, raw redis.UniversalClient, prefix string)) {
 	t.Helper()
 	forBackends(t, func(t *testing.T, b *backend) { fn(t, b.s, b.raw, b.prefix) })
@@ -57,67 +54,19 @@ func eachBackend(t *testing.T, fn func(t *testing.T, s *store.Redis, raw redis.U
 // another keyring, miniredis' clock.
 func forBackends(t *testing.T, fn func(t *testing.T, b *backend)) {
 	t.Helper()
-	t.Run("miniredis", func(t *testing.T) {
-		mr := miniredis.RunT(t)
-		b := newBackend(t, "miniredis", func() redis.UniversalClient {
-			return redis.NewClient(&redis.Options{Addr: mr.Addr()})
-		})
-		b.mr = mr
-		fn(t, b)
-	})
-	t.Run("redis", func(t *testing.T) {
-		url := os.Getenv("REDIS_URL")
-		if url == "" {
-			t.Skip("REDIS_URL is not set: the real-Redis half of the store contract runs only against a real Redis (CI sets REDIS_URL=redis://127.0.0.1:6379/0)")
-		}
-		opt, err := redis.ParseURL(url)
-		require.NoError(t, err, "REDIS_URL is not a valid Redis URL")
-		b := newBackend(t, "redis", func() redis.UniversalClient { return redis.NewClient(opt) })
-		fn(t, b)
+	storetest.Each(t, func(t *testing.T, sb *storetest.Backend) {
+		key := seal.NewRandomKey()
+		s, err := store.New(sb.Dial(), sb.Prefix, key)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		fn(t, &backend{name: sb.Name, s: s, raw: sb.Raw, prefix: sb.Prefix, key: key, mr: sb.MR, dial: sb.Dial, sb: sb})
 	})
 }
 
-func newBackend(t *testing.T, name string, dial func() redis.UniversalClient) *backend {
+// scanKeys lists every key whose name holds prefix.
+func scanKeys(_ context.Context, t *testing.T, raw redis.UniversalClient, prefix string) []string {
 	t.Helper()
-	raw := dial()
-	t.Cleanup(func() { _ = raw.Close() }) // registered first, so it runs after the key cleanup below
-	require.NoError(t, raw.Ping(context.Background()).Err(), "%s does not answer", name)
-
-	prefix := "test-" + randomHex(8)
-	t.Cleanup(func() { deleteKeys(t, raw, prefix) })
-
-	key := seal.NewRandomKey()
-	s, err := store.New(dial(), prefix, key)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	return &backend{name: name, s: s, raw: raw, prefix: prefix, key: key, dial: dial}
-}
-
-// deleteKeys removes every key holding prefix, and only those. It runs in
-// t.Cleanup, when t.Context() is already cancelled.
-func deleteKeys(t *testing.T, raw redis.UniversalClient, prefix string) {
-	t.Helper()
-	ctx := context.Background()
-	for _, k := range scanKeys(ctx, t, raw, prefix) {
-		if err := raw.Del(ctx, k).Err(); err != nil {
-			t.Errorf("clean up %q: %v", k, err)
-		}
-	}
-}
-
-// scanKeys lists every key whose name holds prefix. The prefix is random,
-// so the pattern matches this test's keys only, wherever in the name the
-// store puts the prefix.
-func scanKeys(ctx context.Context, t *testing.T, raw redis.UniversalClient, prefix string) []string {
-	t.Helper()
-	var out []string
-	it := raw.Scan(ctx, 0, "*"+prefix+"*", 1000).Iterator()
-	for it.Next(ctx) {
-		out = append(out, it.Val())
-	}
-	require.NoError(t, it.Err())
-	slices.Sort(out)
-	return slices.Compact(out) // SCAN may return a key twice
+	return (&storetest.Backend{Name: "scan", Prefix: prefix, Raw: raw}).Keys(t)
 }
 
 // rawEntry is one key of the prefix with everything it holds, read raw.
@@ -261,11 +210,7 @@ func (c *fakeClock) Advance(d time.Duration) time.Time {
 	return c.now
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func randomHex(n int) string { return storetest.RandomHex(n) }
 
 // newAPIKey returns a distinctive API key, easy to look for in raw Redis.
 func newAPIKey() redact.Secret { return redact.Secret("apikey-" + randomHex(16)) }
