@@ -67,7 +67,7 @@ func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(ad
 	})
 	connector := connect.New(crmClient, accounts, connect.Module{
 		Code: cfg.ModuleCode, IntegrationCode: cfg.ModuleIntegrationCode, Name: cfg.ModuleName,
-		Logo: cfg.LogoURL(), BaseURL: cfg.PublicURLFor(""),
+		Logo: cfg.LogoURL(), BaseURL: cfg.PublicURLFor(""), Scopes: cfg.ModuleScopes,
 	}, log)
 
 	var limiter handlers.RateLimiter

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/modulehub/simpleconnect/crm"
@@ -15,6 +17,7 @@ import (
 // CRM is what connecting needs of a shop's CRM.
 type CRM interface {
 	EditModule(ctx context.Context, systemURL string, apiKey redact.Secret, m crm.Module) (crm.Info, error)
+	FetchCredentials(ctx context.Context, systemURL string, apiKey redact.Secret) (crm.Credentials, error)
 }
 
 // Accounts is what connecting needs of the store.
@@ -37,6 +40,9 @@ type Module struct {
 	Name            string
 	Logo            string
 	BaseURL         string // the service's public URL, no trailing slash
+	// Scopes are the API-key permissions the module needs (MODULE_SCOPES);
+	// a key without one of them is refused before anything is stored.
+	Scopes []string
 }
 
 // For returns the edit payload for an account.
@@ -49,8 +55,50 @@ func (m Module) For(acc store.Account, active bool) crm.Module {
 	}
 }
 
-// ErrNotConnected means the account has no key the CRM accepted yet.
-var ErrNotConnected = errors.New("connect: the account was never connected")
+// Errors of Connect and friends.
+var (
+	// ErrNotConnected means the account has no key the CRM accepted yet.
+	ErrNotConnected = errors.New("connect: the account was never connected")
+	// ErrUnknownKey means the CRM at the shop's address does not know the key.
+	ErrUnknownKey = errors.New("connect: the CRM does not know this API key")
+	// ErrMissingScopes means the key lacks permissions the module needs;
+	// the error's Reason names them.
+	ErrMissingScopes = errors.New("connect: the API key lacks required scopes")
+)
+
+// ScopeError names the scopes a key lacks.
+type ScopeError struct{ Missing []string }
+
+func (e *ScopeError) Error() string  { return ErrMissingScopes.Error() + ": " + e.Reason() }
+func (e *ScopeError) Unwrap() error  { return ErrMissingScopes }
+func (e *ScopeError) Reason() string { return strings.Join(e.Missing, ", ") }
+
+// checkKey asks the CRM what the key may do. A key the CRM refuses there is
+// unknown (it may be real elsewhere: the token does not cover systemUrl). A
+// reply without "scopes" (an older CRM) proves the key but cannot be
+// checked further; the edit then proves integration access.
+func (s *Service) checkKey(ctx context.Context, systemURL string, apiKey redact.Secret) error {
+	creds, err := s.crm.FetchCredentials(ctx, systemURL, apiKey)
+	if errors.Is(err, crm.ErrUnauthorized) || errors.Is(err, crm.ErrForbidden) {
+		return fmt.Errorf("%w: %w", ErrUnknownKey, err)
+	}
+	if err != nil {
+		return err
+	}
+	if creds.Scopes == nil {
+		return nil
+	}
+	var missing []string
+	for _, want := range s.module.Scopes {
+		if !slices.Contains(creds.Scopes, want) {
+			missing = append(missing, want)
+		}
+	}
+	if len(missing) > 0 {
+		return &ScopeError{Missing: missing}
+	}
+	return nil
+}
 
 // Store is every store operation the service uses.
 type Store interface {
@@ -81,11 +129,16 @@ func New(c CRM, s Store, m Module, log *slog.Logger) *Service {
 // Module returns the module description.
 func (s *Service) Module() Module { return s.module }
 
-// Connect proves apiKey at systemURL (canonical) with the module edit and
-// records the outcome. The attempt is written as pending first: a crash
-// between the CRM's answer and our write leaves a record to finish, never an
+// Connect proves apiKey at systemURL (canonical) and records the outcome.
+// First the CRM must know the key there and grant it every scope the module
+// needs (GET /api/credentials): otherwise nothing is stored and no edit is
+// sent. Then the attempt is written as pending, so a crash between the
+// CRM's answer to the edit and our write leaves a record to finish, never an
 // orphan; a known shop keeps its key until the CRM accepted the new one.
 func (s *Service) Connect(ctx context.Context, systemURL string, apiKey redact.Secret) (store.Account, error) {
+	if err := s.checkKey(ctx, systemURL, apiKey); err != nil {
+		return store.Account{}, err
+	}
 	acc, err := s.accounts.BeginConnect(ctx, systemURL, apiKey)
 	if err != nil {
 		return store.Account{}, fmt.Errorf("begin connect: %w", err)
@@ -122,7 +175,7 @@ func (s *Service) finish(ctx context.Context, acc store.Account, apiKey redact.S
 // unexpected answer, our own errors).
 func Definitive(err error) bool {
 	for _, final := range []error{
-		crm.ErrValidation, crm.ErrUnauthorized, crm.ErrForbidden, crm.ErrPaymentRequired,
+		ErrUnknownKey, ErrMissingScopes, crm.ErrValidation, crm.ErrUnauthorized, crm.ErrForbidden, crm.ErrPaymentRequired,
 		crm.ErrMethodNotFound, crm.ErrNoAccount, crm.ErrBlocked,
 	} {
 		if errors.Is(err, final) {

@@ -72,7 +72,10 @@ func (e *env) restart(t *testing.T) {
 	s.SetClock(func() time.Time { return e.now })
 	e.store = &flaky{Redis: s}
 	client := crm.New(crm.Options{Timeout: time.Second, AllowInsecure: true, RetryWait: time.Millisecond, RetryMaxWait: 2 * time.Millisecond})
-	e.svc = connect.New(client, e.store, connect.Module{Code: "demo", IntegrationCode: "demo", Name: "Demo", BaseURL: "https://module.test"}, nil)
+	e.svc = connect.New(client, e.store, connect.Module{
+		Code: "demo", IntegrationCode: "demo", Name: "Demo", BaseURL: "https://module.test",
+		Scopes: []string{"integration_read", "integration_write"},
+	}, nil)
 }
 
 func (e *env) account(t *testing.T) (store.Account, error) {
@@ -117,7 +120,7 @@ func TestStoreDownBeforeTheCRMCallSendsNothing(t *testing.T) {
 		e.store.failBegin = errStoreDown
 		_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
 		require.ErrorIs(t, err, errStoreDown)
-		assert.Empty(t, e.fake.Calls())
+		assert.Empty(t, e.fake.Edits())
 	})
 }
 
@@ -273,5 +276,50 @@ func TestDeactivateAndResyncNeedAConnectedAccount(t *testing.T) {
 		assert.ErrorIs(t, err, connect.ErrNotConnected)
 		_, err = e.svc.Resync(t.Context(), "01AAAAAAAAAAAAAAAAAAAAAAAA")
 		assert.ErrorIs(t, err, store.ErrNotFound)
+	})
+}
+
+func TestAKeyTheCRMDoesNotKnowIsRefusedBeforeAnythingIsStored(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b, crmtest.Scopes("key-unknown")) // nil scopes: the fake answers 403
+		_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-unknown")
+		require.ErrorIs(t, err, connect.ErrUnknownKey)
+		assert.Empty(t, e.fake.Edits(), "no edit for an unknown key")
+		assert.Empty(t, b.Keys(t), "nothing stored")
+	})
+}
+
+func TestAKeyWithoutTheModulesScopesIsRefusedNamingThem(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b, crmtest.Scopes("key-narrow", "integration_read", "order_read"))
+		_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-narrow")
+		require.ErrorIs(t, err, connect.ErrMissingScopes)
+		var se *connect.ScopeError
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, []string{"integration_write"}, se.Missing)
+		assert.Equal(t, "integration_write", se.Reason())
+		assert.Empty(t, e.fake.Edits())
+		assert.Empty(t, b.Keys(t))
+	})
+}
+
+func TestCredentialsOutageStoresNothing(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b)
+		down := crmtest.New(t) // a CRM that is gone by the time we call it
+		down.Close()
+		_, err := e.svc.Connect(t.Context(), down.URL, "key-1")
+		require.ErrorIs(t, err, crm.ErrUnavailable)
+		assert.Empty(t, b.Keys(t))
+	})
+}
+
+func TestAnOlderCRMWithoutScopesStillConnects(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		pair := crmtest.Fixture(t, "credentials-ok-without-scopes")
+		e := newEnv(t, b, crmtest.Credentials("key-1", pair.Reply()))
+		acc, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.NoError(t, err)
+		assert.Equal(t, store.StatusActive, acc.Status())
 	})
 }

@@ -268,8 +268,8 @@ func TestFetchCredentialsReplaysRecordedPairs(t *testing.T) {
 					SitesAvailable []string `json:"sitesAvailable"`
 				}
 				require.NoError(t, json.Unmarshal([]byte(p.Response.Body), &want))
-				require.NotEmpty(t, want.Scopes, "fixture has scopes")
-				assert.Equal(t, want.Scopes, creds.Scopes)
+				require.NotEmpty(t, want.Credentials, "fixture lists credentials")
+				assert.Equal(t, want.Scopes, creds.Scopes, "nil when the CRM sends none: callers tell 'no scopes' from 'unknown'")
 				assert.Equal(t, want.Credentials, creds.Credentials)
 				assert.Equal(t, want.SiteAccess, creds.SiteAccess)
 				assert.Equal(t, want.SitesAvailable, creds.SitesAvailable)

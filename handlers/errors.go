@@ -44,6 +44,8 @@ var replies = []reply{
 	{verify.ErrAddressInvalid, http.StatusBadRequest, "bad_system_url", "Your CRM address cannot be used", true},
 	{verify.ErrAddressNotAllowed, http.StatusBadRequest, "bad_system_url", "This module can only be connected from a RetailCRM / Simla.com account.", false},
 	{crm.ErrBlocked, http.StatusBadRequest, "bad_system_url", "This module can only be connected from a RetailCRM / Simla.com account.", false},
+	{connect.ErrUnknownKey, http.StatusBadGateway, "crm_unknown_key", "Your CRM does not know this API key. Connect the module again from the CRM marketplace.", false},
+	{connect.ErrMissingScopes, http.StatusBadGateway, "crm_missing_scopes", "The API key lacks permissions this module needs. Connect again and allow", true},
 	{crm.ErrNoAccount, http.StatusBadGateway, "crm_no_account", "No CRM account answers at this address. Check the address and connect again.", false},
 	{crm.ErrValidation, http.StatusBadGateway, "crm_denied", "Your CRM rejected the module registration", true},
 	{crm.ErrUnauthorized, http.StatusBadGateway, "crm_denied", "Your CRM did not accept the API key. Please connect again from the CRM marketplace.", false},

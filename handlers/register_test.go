@@ -272,3 +272,23 @@ func TestWebhookWrongMethodAnswersInTheCRMsShape(t *testing.T) {
 	r := decodeWebhook(t, resp, body)
 	assert.False(t, r.Success)
 }
+
+func TestRegisterWithAKeyTheCRMDoesNotKnowSendsNoEdit(t *testing.T) {
+	h := newHarness(t, []crmtest.Option{crmtest.Scopes("key-unknown")})
+	r := h.register("key-unknown", h.fake.URL)
+	assert.False(t, r.Success)
+	assert.Contains(t, r.ErrorMsg, "does not know this API key")
+	assert.Empty(t, h.fake.Edits())
+	_, err := h.store.FindBySystemURL(t.Context(), h.fake.URL)
+	assert.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func TestRegisterWithMissingScopesNamesThem(t *testing.T) {
+	h := newHarness(t, []crmtest.Option{crmtest.Scopes("key-narrow", "integration_read")})
+	r := h.register("key-narrow", h.fake.URL)
+	assert.False(t, r.Success)
+	assert.Equal(t, "The API key lacks permissions this module needs. Connect again and allow: integration_write.", r.ErrorMsg)
+	assert.Empty(t, h.fake.Edits())
+	_, err := h.store.FindBySystemURL(t.Context(), h.fake.URL)
+	assert.ErrorIs(t, err, store.ErrNotFound)
+}

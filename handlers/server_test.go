@@ -103,7 +103,7 @@ func TestStoreDownDuringRegisterAnswersGenerically(t *testing.T) {
 	r := h.register("key-store-down", h.fake.URL)
 	assert.False(t, r.Success)
 	assert.Contains(t, r.ErrorMsg, "Something went wrong on our side")
-	assert.Empty(t, h.fake.Calls(), "nothing is sent to the CRM when the attempt cannot be recorded")
+	assert.Empty(t, h.fake.Edits(), "no edit is sent when the attempt cannot be recorded")
 }
 
 func TestEveryReplyCarriesSecurityHeaders(t *testing.T) {

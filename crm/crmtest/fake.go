@@ -89,6 +89,7 @@ type Fake struct {
 	edits   map[string][]Reply // per API key; the last reply repeats
 	anyEdit []Reply
 	scopes  map[string][]string
+	creds   map[string]Reply
 	modules map[string]map[string]any // last accepted module per API key
 	release chan struct{}
 	onCall  func(Call)
@@ -116,6 +117,12 @@ func Scopes(apiKey string, scopes ...string) Option {
 	return func(f *Fake) { f.scopes[apiKey] = scopes }
 }
 
+// Credentials makes /api/credentials answer apiKey with reply, verbatim
+// (e.g. a recorded reply of an older CRM without "scopes").
+func Credentials(apiKey string, reply Reply) Option {
+	return func(f *Fake) { f.creds[apiKey] = reply }
+}
+
 // OnCall is called for every received request, after it is recorded.
 func OnCall(fn func(Call)) Option { return func(f *Fake) { f.onCall = fn } }
 
@@ -135,6 +142,7 @@ func Start(addr string, opts ...Option) (*Fake, error) {
 	f := &Fake{
 		edits:   map[string][]Reply{},
 		scopes:  map[string][]string{},
+		creds:   map[string]Reply{},
 		modules: map[string]map[string]any{},
 		release: make(chan struct{}),
 	}
@@ -292,7 +300,11 @@ func (f *Fake) credentials(c Call) Reply {
 	}
 	f.mu.Lock()
 	scopes, ok := f.scopes[key]
+	scripted, isScripted := f.creds[key]
 	f.mu.Unlock()
+	if isScripted {
+		return scripted
+	}
 	if !ok {
 		scopes = []string{"integration_read", "integration_write"}
 	}
