@@ -22,6 +22,7 @@ import (
 	"github.com/modulehub/simpleconnect/config"
 	"github.com/modulehub/simpleconnect/connect"
 	"github.com/modulehub/simpleconnect/crm"
+	"github.com/modulehub/simpleconnect/domains"
 	"github.com/modulehub/simpleconnect/handlers"
 	"github.com/modulehub/simpleconnect/ratelimit"
 	"github.com/modulehub/simpleconnect/redact"
@@ -70,6 +71,13 @@ func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(ad
 		Logo: cfg.LogoURL(), BaseURL: cfg.PublicURLFor(""), Scopes: cfg.ModuleScopes,
 	}, log)
 
+	addresses := handlers.AddressPolicy(cfg)
+	if len(cfg.CRMDomainsURLs) > 0 {
+		list := domains.New(cfg.CRMDomainsURLs, 10*time.Second, log)
+		addresses.ExtraHosts = list.Hosts
+		go list.Run(ctx, cfg.CRMDomainsRefresh) // never blocks start or a register: the built-in list applies meanwhile
+	}
+
 	var limiter handlers.RateLimiter
 	if cfg.RateLimitPerMinute > 0 {
 		limiter = ratelimit.New(accounts.Client(), cfg.RedisKeyPrefix, cfg.RateLimitPerMinute)
@@ -77,7 +85,7 @@ func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(ad
 	srv := &http.Server{
 		Handler: handlers.New(handlers.Deps{
 			Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts,
-			Limiter: limiter, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies),
+			Limiter: limiter, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies), Addresses: &addresses,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,

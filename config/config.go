@@ -70,6 +70,10 @@ type Config struct {
 	CRMAllowedHosts  []string      `envconfig:"CRM_ALLOWED_HOSTS"`
 	CRMAllowInsecure bool          `envconfig:"CRM_ALLOW_INSECURE" default:"false"`
 	CRMTimeout       time.Duration `envconfig:"CRM_TIMEOUT" default:"10s"`
+	// CRMDomainsURLs are the CRM's published lists of account domains,
+	// refreshed in the background and added to CRMAllowedHosts; empty: off.
+	CRMDomainsURLs    []string      `envconfig:"CRM_DOMAINS_URL"`
+	CRMDomainsRefresh time.Duration `envconfig:"CRM_DOMAINS_REFRESH" default:"1h"`
 	// CRMAllowedPorts are ports besides 443 a systemUrl may name (box
 	// installations on a custom port).
 	CRMAllowedPorts []uint16 `envconfig:"CRM_ALLOWED_PORTS"`
@@ -231,6 +235,14 @@ func (c Config) Validate() error {
 	}
 	if c.CRMTimeout <= 0 {
 		bad("CRM_TIMEOUT", "must be a positive duration, e.g. 10s")
+	}
+	for _, u := range c.CRMDomainsURLs {
+		if pu, err := url.Parse(strings.TrimSpace(u)); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+			bad("CRM_DOMAINS_URL", "must be http(s) URLs, e.g. https://infra-data.retailcrm.tech/crm-domains.json")
+		}
+	}
+	if len(c.CRMDomainsURLs) > 0 && c.CRMDomainsRefresh < time.Minute {
+		bad("CRM_DOMAINS_REFRESH", "must be at least 1m")
 	}
 	for _, p := range c.CRMAllowedPorts {
 		if p == 0 {

@@ -306,6 +306,19 @@ func TestValidate(t *testing.T) {
 		{"allowed host with a scheme", func(c *config.Config) { c.CRMAllowedHosts = []string{"https://retailcrm.ru"} }, "config: CRM_ALLOWED_HOSTS:"},
 		{"allowed host with a wildcard", func(c *config.Config) { c.CRMAllowedHosts = []string{"*.retailcrm.ru"} }, "config: CRM_ALLOWED_HOSTS:"},
 		{"zero crm timeout", func(c *config.Config) { c.CRMTimeout = 0 }, "config: CRM_TIMEOUT:"},
+		{"domain list not a URL", func(c *config.Config) { c.CRMDomainsURLs = []string{"ftp://x"}; c.CRMDomainsRefresh = time.Hour }, "config: CRM_DOMAINS_URL:"},
+		{"domain list refreshed every second", func(c *config.Config) {
+			c.CRMDomainsURLs = []string{"https://infra-data.retailcrm.tech/crm-domains.json"}
+			c.CRMDomainsRefresh = time.Second
+		}, "config: CRM_DOMAINS_REFRESH:"},
+		{"port zero", func(c *config.Config) { c.CRMAllowedPorts = []uint16{0} }, "config: CRM_ALLOWED_PORTS:"},
+		{"negative rate limit", func(c *config.Config) { c.RateLimitPerMinute = -1 }, "config: RATE_LIMIT_PER_MINUTE:"},
+		{"trusted proxy not a CIDR", func(c *config.Config) { c.TrustedProxies = []string{"10.0.0.1"} }, "config: TRUSTED_PROXIES:"},
+		{"sentinel without addresses", func(c *config.Config) {
+			c.RedisSentinelMaster = "mymaster"
+			c.EncryptionKeys = config.EncryptionKeys{key1}
+		}, "config: REDIS_SENTINEL_ADDRS:"},
+		{"sentinel addresses without master", func(c *config.Config) { c.RedisSentinelAddrs = []string{"s:26379"} }, "config: REDIS_SENTINEL_MASTER:"},
 		{"session ttl under a minute", func(c *config.Config) { c.SessionTTL = time.Second }, "config: SESSION_TTL:"},
 		{"zero shutdown timeout", func(c *config.Config) { c.ShutdownTimeout = 0 }, "config: SHUTDOWN_TIMEOUT:"},
 		{"short admin token", func(c *config.Config) { c.AdminTokens = []redact.Secret{"0123456789abcdef", "short"} }, "config: ADMIN_TOKEN: token #2"},
