@@ -24,6 +24,7 @@ import (
 	"github.com/modulehub/simpleconnect/crm"
 	"github.com/modulehub/simpleconnect/domains"
 	"github.com/modulehub/simpleconnect/handlers"
+	"github.com/modulehub/simpleconnect/metrics"
 	"github.com/modulehub/simpleconnect/ratelimit"
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/store"
@@ -61,19 +62,24 @@ func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(ad
 		return err
 	}
 	defer accounts.Close()
+	m := metrics.New()
+	accounts.Client().AddHook(m.RedisHook())
 
 	crmClient := crm.New(crm.Options{
 		Timeout: cfg.CRMTimeout, AllowInsecure: cfg.CRMAllowInsecure, AllowedPorts: cfg.CRMAllowedPorts,
 		UserAgent: "simpleconnect/" + cfg.ModuleCode,
+		OnAttempt: func(a crm.Attempt) { m.CRMAttempt(a.Op, a.Status, a.Retry, a.Duration) },
 	})
 	connector := connect.New(crmClient, accounts, connect.Module{
 		Code: cfg.ModuleCode, IntegrationCode: cfg.ModuleIntegrationCode, Name: cfg.ModuleName,
 		Logo: cfg.LogoURL(), BaseURL: cfg.PublicURLFor(""), Scopes: cfg.ModuleScopes,
 	}, log)
+	connector.OnSweep = func(r connect.SweepResult) { m.Sweep(r.Completed, r.Aborted, r.Retrying) }
 
 	addresses := handlers.AddressPolicy(cfg)
 	if len(cfg.CRMDomainsURLs) > 0 {
 		list := domains.New(cfg.CRMDomainsURLs, 10*time.Second, log)
+		list.OnRefresh = m.DomainRefresh
 		addresses.ExtraHosts = list.Hosts
 		go list.Run(ctx, cfg.CRMDomainsRefresh) // never blocks start or a register: the built-in list applies meanwhile
 	}
@@ -85,7 +91,7 @@ func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(ad
 	srv := &http.Server{
 		Handler: handlers.New(handlers.Deps{
 			Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts,
-			Limiter: limiter, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies), Addresses: &addresses,
+			Limiter: limiter, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies), Addresses: &addresses, Metrics: m,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,

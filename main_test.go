@@ -112,3 +112,41 @@ func TestRunFailsFastOnABusyPort(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "listen")
 }
+
+func TestMetricsCountRegistersAndCRMCallsWithoutSecrets(t *testing.T) {
+	fake := crmtest.New(t, crmtest.Edit("key-metrics", crmtest.Status(503), crmtest.OK()))
+	base, _, _ := startRun(t, devConfig())
+
+	token := verify.Sign("dev-secret", "key-metrics")
+	reg, _ := json.Marshal(map[string]string{"apiKey": "key-metrics", "systemUrl": fake.URL, "token": token})
+	resp, err := http.PostForm(base+"/register", url.Values{"register": {string(reg)}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	bad, _ := json.Marshal(map[string]string{"apiKey": "key-metrics", "systemUrl": fake.URL, "token": strings.Repeat("0", 64)})
+	resp, err = http.PostForm(base+"/register", url.Values{"register": {string(bad)}})
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	resp, err = http.Get(base + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	text := string(body)
+	for _, want := range []string{
+		`simpleconnect_registers_total{outcome="ok"} 1`,
+		`simpleconnect_registers_total{outcome="bad_token"} 1`,
+		`simpleconnect_crm_requests_total{op="credentials",status="2xx"} 1`,
+		`simpleconnect_crm_requests_total{op="edit",status="5xx"} 1`,
+		`simpleconnect_crm_requests_total{op="edit",status="2xx"} 1`,
+		`simpleconnect_crm_retries_total{op="edit"} 1`,
+		`simpleconnect_http_requests_total{method="POST",route="/register",status="2xx"} 2`,
+		`simpleconnect_crm_request_duration_seconds_count{op="edit"} 2`,
+	} {
+		assert.Contains(t, text, want)
+	}
+	u, _ := url.Parse(fake.URL)
+	for _, secret := range []string{"key-metrics", token, "dev-secret", u.Host} {
+		assert.NotContains(t, text, secret, "no credential or shop address in a label")
+	}
+}

@@ -116,6 +116,8 @@ type Service struct {
 	// writeTimeout bounds store writes that must happen even when the
 	// caller went away.
 	writeTimeout time.Duration
+	// OnSweep, when set, is told what every sweep did (metrics).
+	OnSweep func(SweepResult)
 }
 
 // New returns a Service.

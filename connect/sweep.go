@@ -62,8 +62,12 @@ func (s *Service) RunSweeper(ctx context.Context, every, grace, giveUp time.Dura
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if _, err := s.Sweep(ctx, now, grace, giveUp); err != nil && ctx.Err() == nil {
+			res, err := s.Sweep(ctx, now, grace, giveUp)
+			if err != nil && ctx.Err() == nil {
 				s.log.Error("sweep failed", "err", err)
+			}
+			if s.OnSweep != nil {
+				s.OnSweep(res)
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"code.dny.dev/ssrf"
@@ -68,6 +69,7 @@ type Attempt struct {
 	Op       string // "edit", "credentials"
 	Status   int    // 0 when no reply came
 	Err      error  // transport error, if any
+	Retry    bool   // a retry of an earlier attempt of the same call
 	Duration time.Duration
 }
 
@@ -244,7 +246,7 @@ func (c *Client) do(ctx context.Context, op string, apiKey redact.Secret, out en
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 
-	ctx = context.WithValue(ctx, opKey{}, op)
+	ctx = context.WithValue(ctx, opKey{}, &call{op: op})
 	req := c.http.R().SetContext(ctx).SetHeader("X-API-KEY", apiKey.Reveal())
 	resp, err := send(req)
 	if err != nil {
@@ -299,6 +301,12 @@ func (c *Client) transportError(op string, err error, apiKey redact.Secret) erro
 
 type opKey struct{}
 
+// call is one logical CRM call; its attempts are counted to tell retries.
+type call struct {
+	op       string
+	attempts atomic.Int32
+}
+
 // observed reports every attempt (retries included) to OnAttempt.
 type observed struct {
 	next   http.RoundTripper
@@ -306,10 +314,16 @@ type observed struct {
 }
 
 func (o observed) RoundTrip(r *http.Request) (*http.Response, error) {
-	op, _ := r.Context().Value(opKey{}).(string)
+	var (
+		op    string
+		retry bool
+	)
+	if c, ok := r.Context().Value(opKey{}).(*call); ok {
+		op, retry = c.op, c.attempts.Add(1) > 1
+	}
 	start := time.Now()
 	resp, err := o.next.RoundTrip(r)
-	a := Attempt{Op: op, Err: err, Duration: time.Since(start)}
+	a := Attempt{Op: op, Err: err, Retry: retry, Duration: time.Since(start)}
 	if resp != nil {
 		a.Status = resp.StatusCode
 	}

@@ -775,9 +775,11 @@ func TestOnAttemptReportsEveryExchange(t *testing.T) {
 	require.Len(t, got, 4, "three edit attempts and one credentials call")
 	wantOps := []string{"edit", "edit", "edit", "credentials"}
 	wantStatus := []int{503, 429, 200, 200}
+	wantRetry := []bool{false, true, true, false}
 	for i, a := range got {
 		assert.Equal(t, wantOps[i], a.Op, "attempt %d op", i)
 		assert.Equal(t, wantStatus[i], a.Status, "attempt %d status", i)
+		assert.Equal(t, wantRetry[i], a.Retry, "attempt %d retry", i)
 		assert.NoError(t, a.Err, "attempt %d", i)
 		assert.GreaterOrEqual(t, a.Duration, time.Duration(0))
 	}

@@ -71,6 +71,7 @@ func (s *server) requestLog() echo.MiddlewareFunc {
 			if outcome, ok := c.Get("outcome").(string); ok {
 				attrs = append(attrs, "outcome", outcome)
 			}
+			s.metrics.HTTP(route, c.Request().Method, c.Response().Status, time.Since(start))
 			level := slog.LevelInfo
 			if route == "/healthz" || route == "/readyz" {
 				level = slog.LevelDebug

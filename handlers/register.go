@@ -124,10 +124,12 @@ func (s *server) handleRegister(c echo.Context) error {
 		return s.registerFailed(c, err)
 	}
 	c.Set("outcome", Outcome(nil))
+	s.metrics.Register(Outcome(nil))
 	return c.JSON(http.StatusOK, webhookReply{Success: true, AccountURL: s.cfg.PublicURLFor("/account")})
 }
 
 func (s *server) registerFailed(c echo.Context, err error) error {
 	c.Set("outcome", Outcome(err))
+	s.metrics.Register(Outcome(err))
 	return err
 }

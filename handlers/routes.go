@@ -35,6 +35,9 @@ func (s *server) routes(e *echo.Echo) {
 	// Operations.
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
+	if s.metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(s.metrics.Handler()))
+	}
 
 	// The admin API (docs/admin-api.md): bearer tokens, JSON problems.
 	admin := e.Group("/admin/api", requireBearer(s.cfg.AdminTokens))

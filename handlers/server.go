@@ -11,6 +11,7 @@ import (
 
 	"github.com/modulehub/simpleconnect/config"
 	"github.com/modulehub/simpleconnect/connect"
+	"github.com/modulehub/simpleconnect/metrics"
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/store"
 	"github.com/modulehub/simpleconnect/verify"
@@ -67,6 +68,8 @@ type Deps struct {
 	Limiter RateLimiter
 	// IPExtractor finds the client address; nil: the connection's peer.
 	IPExtractor echo.IPExtractor
+	// Metrics records requests and registers and serves /metrics; nil: none.
+	Metrics *metrics.Metrics
 }
 
 // server carries what handlers share.
@@ -79,6 +82,7 @@ type server struct {
 	store     Pinger
 	addresses verify.AddressPolicy
 	limiter   RateLimiter
+	metrics   *metrics.Metrics
 	pages     *pages
 }
 
@@ -89,7 +93,7 @@ func New(d Deps) *echo.Echo {
 	}
 	s := &server{
 		cfg: d.Config, log: d.Log, connector: d.Connector, accounts: d.Accounts, sessions: d.Sessions, store: d.Store,
-		limiter: d.Limiter, pages: mustParsePages(),
+		limiter: d.Limiter, metrics: d.Metrics, pages: mustParsePages(),
 	}
 	if d.Addresses != nil {
 		s.addresses = *d.Addresses

@@ -21,6 +21,15 @@ type Reply struct {
 	// Hang makes the fake hold the request until the caller gives up (or
 	// Release is called), to test timeouts without sleeping.
 	Hang bool
+	// Gate, when set, holds the request until it is closed, then answers
+	// normally: a slow CRM whose pace the test decides.
+	Gate <-chan struct{}
+}
+
+// After answers r once gate is closed.
+func After(gate <-chan struct{}, r Reply) Reply {
+	r.Gate = gate
+	return r
 }
 
 // OK is the CRM's success reply to an edit, with info as an object.
@@ -249,6 +258,13 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		case <-f.release:
 		}
 		return
+	}
+	if reply.Gate != nil {
+		select {
+		case <-reply.Gate:
+		case <-r.Context().Done():
+			return
+		}
 	}
 	for k, v := range reply.Header {
 		w.Header().Set(k, v)

@@ -1,0 +1,172 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+)
+
+// Metrics holds every collector. A nil *Metrics records nothing, so tests
+// and tools may leave it out.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	httpRequests  *prometheus.CounterVec
+	httpDuration  *prometheus.HistogramVec
+	registers     *prometheus.CounterVec
+	crmAttempts   *prometheus.CounterVec
+	crmDuration   *prometheus.HistogramVec
+	crmRetries    *prometheus.CounterVec
+	storeErrors   *prometheus.CounterVec
+	sweeps        *prometheus.CounterVec
+	domainRefresh *prometheus.CounterVec
+}
+
+// New builds the collectors on a registry of their own, with the Go
+// runtime and process collectors.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		registry: r,
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simpleconnect_http_requests_total", Help: "HTTP requests by route template, method and status class.",
+		}, []string{"route", "method", "status"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "simpleconnect_http_request_duration_seconds", Help: "HTTP request latency by route template.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route", "method"}),
+		registers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simpleconnect_registers_total", Help: "Register calls by outcome (ok, bad_token, bad_system_url, crm_denied, crm_unavailable, …).",
+		}, []string{"outcome"}),
+		crmAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simpleconnect_crm_requests_total", Help: "HTTP exchanges with shops' CRMs (retries included) by operation and status class.",
+		}, []string{"op", "status"}),
+		crmDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "simpleconnect_crm_request_duration_seconds", Help: "Latency of one exchange with a CRM.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"op"}),
+		crmRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simpleconnect_crm_retries_total", Help: "CRM exchanges that were retries of an earlier attempt.",
+		}, []string{"op"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simpleconnect_store_errors_total", Help: "Redis commands that failed (not counting misses), by command.",
+		}, []string{"command"}),
+		sweeps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simpleconnect_sweeper_accounts_total", Help: "Pending connections the sweeper handled, by result.",
+		}, []string{"result"}),
+		domainRefresh: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simpleconnect_domain_list_refreshes_total", Help: "Fetches of the CRM's domain lists by outcome.",
+		}, []string{"outcome"}),
+	}
+	r.MustRegister(m.httpRequests, m.httpDuration, m.registers, m.crmAttempts, m.crmDuration, m.crmRetries,
+		m.storeErrors, m.sweeps, m.domainRefresh,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the text exposition.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// Registry exposes the registry (tests read values from it).
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// StatusClass is "2xx", "4xx", …; "error" when no reply came.
+func StatusClass(status int) string {
+	if status < 100 || status > 599 {
+		return "error"
+	}
+	return strconv.Itoa(status/100) + "xx"
+}
+
+// HTTP records one served request. route is the route template.
+func (m *Metrics) HTTP(route, method string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.httpRequests.WithLabelValues(route, method, StatusClass(status)).Inc()
+	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// Register records a register's outcome code.
+func (m *Metrics) Register(outcome string) {
+	if m == nil {
+		return
+	}
+	m.registers.WithLabelValues(outcome).Inc()
+}
+
+// CRMAttempt records one exchange with a CRM; retry says it repeated an
+// earlier attempt of the same call.
+func (m *Metrics) CRMAttempt(op string, status int, retry bool, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.crmAttempts.WithLabelValues(op, StatusClass(status)).Inc()
+	m.crmDuration.WithLabelValues(op).Observe(d.Seconds())
+	if retry {
+		m.crmRetries.WithLabelValues(op).Inc()
+	}
+}
+
+// Sweep records what one sweep did.
+func (m *Metrics) Sweep(completed, aborted, retrying int) {
+	if m == nil {
+		return
+	}
+	m.sweeps.WithLabelValues("completed").Add(float64(completed))
+	m.sweeps.WithLabelValues("aborted").Add(float64(aborted))
+	m.sweeps.WithLabelValues("retrying").Add(float64(retrying))
+}
+
+// DomainRefresh records a domain list fetch.
+func (m *Metrics) DomainRefresh(outcome string) {
+	if m == nil {
+		return
+	}
+	m.domainRefresh.WithLabelValues(outcome).Inc()
+}
+
+// RedisHook counts failed Redis commands. Misses (redis.Nil) and lost
+// optimistic transactions (retried by the store) are not failures.
+func (m *Metrics) RedisHook() redis.Hook { return redisHook{m} }
+
+type redisHook struct{ m *Metrics }
+
+func (redisHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h redisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.count(cmd.Name(), err)
+		return err
+	}
+}
+
+func (h redisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if err != nil && !benign(err) {
+			h.count("pipeline", err)
+		}
+		return err
+	}
+}
+
+func (h redisHook) count(command string, err error) {
+	if err != nil && !benign(err) && h.m != nil {
+		h.m.storeErrors.WithLabelValues(command).Inc()
+	}
+}
+
+func benign(err error) bool {
+	return errors.Is(err, redis.Nil) || errors.Is(err, redis.TxFailedErr)
+}

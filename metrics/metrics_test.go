@@ -1,0 +1,74 @@
+package metrics_test
+
+import (
+	"context"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modulehub/simpleconnect/metrics"
+)
+
+func TestStatusClass(t *testing.T) {
+	for status, want := range map[int]string{200: "2xx", 201: "2xx", 303: "3xx", 404: "4xx", 503: "5xx", 0: "error", 999: "error"} {
+		assert.Equal(t, want, metrics.StatusClass(status), status)
+	}
+}
+
+func TestNilMetricsRecordNothingAndDoNotPanic(t *testing.T) {
+	var m *metrics.Metrics
+	m.HTTP("/config", "GET", 200, time.Millisecond)
+	m.Register("ok")
+	m.CRMAttempt("edit", 503, true, time.Millisecond)
+	m.Sweep(1, 2, 3)
+	m.DomainRefresh("ok")
+}
+
+func TestRedisHookCountsFailuresButNotMisses(t *testing.T) {
+	m := metrics.New()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
+	defer rdb.Close()
+	rdb.AddHook(m.RedisHook())
+	ctx := context.Background()
+
+	require.ErrorIs(t, rdb.Get(ctx, "absent").Err(), redis.Nil) // a miss is no failure
+	require.NoError(t, rdb.Set(ctx, "k", "v", 0).Err())
+	require.Error(t, rdb.LPush(ctx, "k", "x").Err()) // WRONGTYPE
+	mr.Close()
+	require.Error(t, rdb.Get(ctx, "k").Err()) // the store is gone
+
+	out := scrape(t, m)
+	assert.Contains(t, out, `simpleconnect_store_errors_total{command="lpush"} 1`)
+	assert.Contains(t, out, `simpleconnect_store_errors_total{command="get"} 1`)
+	assert.False(t, strings.Contains(out, `command="set"`))
+}
+
+func scrape(t *testing.T, m *metrics.Metrics) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	b, err := io.ReadAll(rec.Result().Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestCRMAttemptsCountRetriesSeparately(t *testing.T) {
+	m := metrics.New()
+	m.CRMAttempt("edit", 503, false, 10*time.Millisecond)
+	m.CRMAttempt("edit", 200, true, 10*time.Millisecond)
+	m.Register("crm_unavailable")
+	out := scrape(t, m)
+	assert.Contains(t, out, `simpleconnect_crm_requests_total{op="edit",status="5xx"} 1`)
+	assert.Contains(t, out, `simpleconnect_crm_requests_total{op="edit",status="2xx"} 1`)
+	assert.Contains(t, out, `simpleconnect_crm_retries_total{op="edit"} 1`)
+	assert.Contains(t, out, `simpleconnect_registers_total{outcome="crm_unavailable"} 1`)
+	assert.Contains(t, out, "go_goroutines", "runtime collectors are registered")
+}
