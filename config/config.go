@@ -17,6 +17,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/settings"
 )
 
 // DefaultCRMHosts are the public domains under which RetailCRM / Simla.com
@@ -56,6 +57,10 @@ type Config struct {
 	ModuleLogoURL         string          `envconfig:"MODULE_LOGO_URL"`
 	ModuleSecrets         []redact.Secret `envconfig:"MODULE_SECRETS"` // first is current; all verify
 	ModuleScopes          []string        `envconfig:"MODULE_SCOPES" default:"integration_read,integration_write"`
+	// ModuleSettingsFile names the JSON file declaring the module's
+	// connection variables (see settings.example.json); empty: none, and the
+	// account page has no settings form.
+	ModuleSettingsFile string `envconfig:"MODULE_SETTINGS_FILE"`
 
 	// RedisURL may carry a password, so it is a Secret.
 	RedisURL          redact.Secret `envconfig:"REDIS_URL"`
@@ -211,6 +216,10 @@ func (c Config) Validate() error {
 		if !slices.Contains(KnownScopes, s) {
 			bad("MODULE_SCOPES", "unknown scope %q", s) // scope names are public, quoting is safe
 		}
+	}
+
+	if _, err := settings.Load(c.ModuleSettingsFile); err != nil { // names the file and the fields, never a value
+		bad("MODULE_SETTINGS_FILE", "%v", err)
 	}
 
 	if !c.RedisURL.IsZero() {

@@ -1,0 +1,192 @@
+package settings_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modulehub/simpleconnect/settings"
+)
+
+func TestTheShippedExampleIsValid(t *testing.T) {
+	s, err := settings.Load(filepath.Join("..", "settings.example.json"))
+	require.NoError(t, err)
+	require.Len(t, s.Fields, 4)
+	for _, f := range s.Fields {
+		for _, lang := range []string{"en", "ru", "es"} {
+			assert.NotEmpty(t, f.Label[lang], "%s has a label in %s", f.Name, lang)
+		}
+	}
+}
+
+func TestEmptyPathMeansNoSettings(t *testing.T) {
+	s, err := settings.Load("")
+	require.NoError(t, err)
+	assert.True(t, s.Empty())
+}
+
+func TestLoadNamesTheFileAndTheProblem(t *testing.T) {
+	dir := t.TempDir()
+	_, err := settings.Load(filepath.Join(dir, "missing.json"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "missing.json")
+	assert.Equal(t, 1, strings.Count(err.Error(), "missing.json"), "the path once, not twice: %s", err)
+
+	bad := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"fields":[{"name":"x","type":"color","label":"X"}]}`), 0o600))
+	_, err = settings.Load(bad)
+	require.Error(t, err)
+	assert.Equal(t, "bad.json: field #1 (x): type must be text, secret, select or checkbox", strings.TrimPrefix(err.Error(), dir+"/"))
+}
+
+func TestParseRejectsBadSchemas(t *testing.T) {
+	cases := []struct {
+		name, json, want string
+	}{
+		{"not JSON", `{"fields":`, "not a settings file: empty or cut short"},
+		{"syntax", `{"fields":[}`, "invalid JSON at byte"},
+		{"unknown key", `{"fields":[],"extra":1}`, `unknown field "extra"`},
+		{"trailing data", `{"fields":[]} {}`, "data after the top-level object"},
+		{"wrong type", `{"fields":{}}`, "fields has the wrong type"},
+		{"bad name", `{"fields":[{"name":"1x","type":"text","label":"X"}]}`, "name must start with a letter"},
+		{"duplicate name", `{"fields":[{"name":"a","type":"text","label":"A"},{"name":"A","type":"text","label":"A"}]}`, "field #2 (A): name is used twice"},
+		{"no label", `{"fields":[{"name":"a","type":"text"}]}`, "label is required"},
+		{"no type", `{"fields":[{"name":"a","label":"A"}]}`, "type is required"},
+		{"bad pattern", `{"fields":[{"name":"a","type":"text","label":"A","pattern":"(("}]}`, "not a valid regular expression"},
+		{"pattern on select", `{"fields":[{"name":"a","type":"select","label":"A","pattern":"x","options":[{"value":"x","label":"X"}]}]}`, "pattern is only for text and secret"},
+		{"select without options", `{"fields":[{"name":"a","type":"select","label":"A"}]}`, "a select needs options"},
+		{"repeated option", `{"fields":[{"name":"a","type":"select","label":"A","options":[{"value":"x","label":"X"},{"value":"x","label":"Y"}]}]}`, "option #2 repeats a value"},
+		{"option without label", `{"fields":[{"name":"a","type":"select","label":"A","options":[{"value":"x"}]}]}`, "option #1 needs a label"},
+		{"options on text", `{"fields":[{"name":"a","type":"text","label":"A","options":[{"value":"x","label":"X"}]}]}`, "options are only for select"},
+		{"secret default", `{"fields":[{"name":"a","type":"secret","label":"A","default":"hunter2"}]}`, "a secret cannot have a default"},
+		{"checkbox default", `{"fields":[{"name":"a","type":"checkbox","label":"A","default":"yes"}]}`, `a checkbox's default is "true" or "false"`},
+		{"select default", `{"fields":[{"name":"a","type":"select","label":"A","default":"z","options":[{"value":"x","label":"X"}]}]}`, "default is not one of the options"},
+		{"text default fails pattern", `{"fields":[{"name":"a","type":"text","label":"A","default":"abc","pattern":"[0-9]+"}]}`, "default does not pass"},
+		{"label of wrong shape", `{"fields":[{"name":"a","type":"text","label":7}]}`, "fields.label must be a string or an object of strings per language"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := settings.Parse([]byte(tc.json))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "\n", "one line")
+		})
+	}
+}
+
+func TestParseReportsEveryProblemOnOneLine(t *testing.T) {
+	_, err := settings.Parse([]byte(`{"fields":[{"name":"a","type":"text"},{"name":"b","type":"x","label":"B"}]}`))
+	require.Error(t, err)
+	assert.Equal(t, "field #1 (a): label is required; field #2 (b): type must be text, secret, select or checkbox", err.Error())
+}
+
+func TestLocalizedFallsBack(t *testing.T) {
+	s, err := settings.Parse([]byte(`{"fields":[
+		{"name":"a","type":"text","label":{"ru":"Русский","en":"English"}},
+		{"name":"b","type":"text","label":"Plain"},
+		{"name":"c","type":"text","label":{"es":"Solo","ru":"Только"}}]}`))
+	require.NoError(t, err)
+	assert.Equal(t, "Русский", s.Fields[0].Label.In("ru"))
+	assert.Equal(t, "English", s.Fields[0].Label.In("es"), "missing language: English")
+	assert.Equal(t, "Plain", s.Fields[1].Label.In("ru"))
+	assert.Equal(t, "Solo", s.Fields[2].Label.In("en"), "no English: the first language alphabetically")
+}
+
+func example(t *testing.T) settings.Schema {
+	t.Helper()
+	s, err := settings.Load(filepath.Join("..", "settings.example.json"))
+	require.NoError(t, err)
+	return s
+}
+
+const goodToken = "tok_0123456789abcdef"
+
+func TestCheck(t *testing.T) {
+	s := example(t)
+	saved := map[string]string{"account_id": "123", "api_token": goodToken, "environment": "sandbox", "sync_stock": "true"}
+	cases := []struct {
+		name     string
+		sub      settings.Submission
+		saved    map[string]string
+		want     map[string]string
+		problems map[string]settings.Problem
+	}{
+		{
+			name: "everything good, unticked checkbox is false, spaces trimmed",
+			sub:  settings.Submission{Values: map[string]string{"account_id": " 4567 ", "api_token": goodToken + "\n", "environment": "production"}},
+			want: map[string]string{"account_id": "4567", "api_token": goodToken, "environment": "production", "sync_stock": "false"},
+		},
+		{
+			name:  "an empty secret keeps the saved one",
+			sub:   settings.Submission{Values: map[string]string{"account_id": "123", "api_token": "", "environment": "sandbox", "sync_stock": "on"}},
+			saved: saved,
+			want:  map[string]string{"account_id": "123", "api_token": goodToken, "environment": "sandbox", "sync_stock": "true"},
+		},
+		{
+			name:     "a required secret is not cleared",
+			sub:      settings.Submission{Values: map[string]string{"account_id": "123", "environment": "sandbox"}, Clear: map[string]bool{"api_token": true}},
+			saved:    saved,
+			want:     map[string]string{"account_id": "123", "api_token": goodToken, "environment": "sandbox", "sync_stock": "false"},
+			problems: nil,
+		},
+		{
+			name:     "empty required fields and no saved secret",
+			sub:      settings.Submission{Values: map[string]string{"account_id": "  ", "environment": ""}},
+			problems: map[string]settings.Problem{"account_id": settings.Required, "api_token": settings.Required, "environment": settings.Required},
+		},
+		{
+			name:     "pattern, choice, length and control characters",
+			sub:      settings.Submission{Values: map[string]string{"account_id": "12a", "api_token": "short", "environment": "staging"}},
+			problems: map[string]settings.Problem{"account_id": settings.Mismatch, "api_token": settings.Mismatch, "environment": settings.Choice},
+		},
+		{
+			name:     "too long and control characters",
+			sub:      settings.Submission{Values: map[string]string{"account_id": strings.Repeat("1", settings.MaxValueLen+1), "api_token": "tok_01234567\x0089abcdef", "environment": "sandbox"}},
+			problems: map[string]settings.Problem{"account_id": settings.TooLong, "api_token": settings.Invalid},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, problems := s.Check(tc.sub, tc.saved)
+			assert.Equal(t, tc.problems, nilIfEmpty(problems))
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestCheckClearsAnOptionalSecretAndDropsUnknownValues(t *testing.T) {
+	s, err := settings.Parse([]byte(`{"fields":[{"name":"token","type":"secret","label":"T"},{"name":"on","type":"checkbox","label":"On","required":true}]}`))
+	require.NoError(t, err)
+	got, problems := s.Check(settings.Submission{
+		Values: map[string]string{"on": "on", "injected": "x"}, Clear: map[string]bool{"token": true},
+	}, map[string]string{"token": "old-secret", "removed_field": "y"})
+	require.Empty(t, problems)
+	assert.Equal(t, map[string]string{"token": "", "on": "true"}, got)
+
+	_, problems = s.Check(settings.Submission{}, nil)
+	assert.Equal(t, map[string]settings.Problem{"on": settings.Required}, problems, "a required checkbox must be ticked")
+}
+
+func TestValueShowsSavedElseDefault(t *testing.T) {
+	s := example(t)
+	env, ok := s.Field("environment")
+	require.True(t, ok)
+	assert.Equal(t, "production", env.Value(nil))
+	assert.Equal(t, "sandbox", env.Value(map[string]string{"environment": "sandbox"}))
+	tok, _ := s.Field("api_token")
+	assert.False(t, tok.HasSaved(nil))
+	assert.True(t, tok.HasSaved(map[string]string{"api_token": goodToken}))
+	_, ok = s.Field("nope")
+	assert.False(t, ok)
+}
+
+func nilIfEmpty(m map[string]settings.Problem) map[string]settings.Problem {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
