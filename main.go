@@ -27,6 +27,7 @@ import (
 	"github.com/modulehub/simpleconnect/metrics"
 	"github.com/modulehub/simpleconnect/ratelimit"
 	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/settings"
 	"github.com/modulehub/simpleconnect/store"
 )
 
@@ -47,6 +48,10 @@ func main() {
 // SHUTDOWN_TIMEOUT) and closes the store. ready receives the address
 // listened on, so tests can use 127.0.0.1:0.
 func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(addr string)) error {
+	schema, err := settings.Load(cfg.ModuleSettingsFile) // Validate read it too; this is the copy the pages use
+	if err != nil {
+		return fmt.Errorf("config: MODULE_SETTINGS_FILE: %w", err)
+	}
 	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	redis.SetLogger(redisLog{log}) // go-redis logs through a package-level logger; main owns process-wide state
 	if cfg.CRMAllowInsecure {
@@ -92,6 +97,7 @@ func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(ad
 		Handler: handlers.New(handlers.Deps{
 			Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts,
 			Limiter: limiter, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies), Addresses: &addresses, Metrics: m,
+			Settings: schema,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,

@@ -101,7 +101,7 @@ func (s *server) handleAccountPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.Render(http.StatusOK, "account.html", s.accountView(sess, acc))
+	return c.Render(http.StatusOK, "account.html", s.accountView(c, sess, acc))
 }
 
 // handleAccountLogout ends the session.
@@ -122,5 +122,6 @@ func (s *server) handleAccountLogout(c echo.Context) error {
 		return err
 	}
 	s.clearSessionCookie(c)
-	return s.pages.renderMessage(c, http.StatusOK, "You are signed out. Open the module again from your CRM to come back.")
+	l := s.localizer(c)
+	return s.renderMessage(c, http.StatusOK, l.T("signedout.title"), l.T("signedout.text"), false)
 }

@@ -177,10 +177,25 @@ func (s *server) handleError(err error, c echo.Context) {
 		if c.Request().Method == http.MethodHead {
 			werr = c.NoContent(r.status)
 		} else {
-			werr = s.pages.renderMessage(c, r.status, r.message(err))
+			werr = s.renderErrorPage(c, r, err)
 		}
 	}
 	if werr != nil {
 		s.log.ErrorContext(c.Request().Context(), "writing error reply failed", "err", werr)
 	}
+}
+
+// renderErrorPage answers a browser in its language: the session-ended
+// page, or the failure's text from the catalog ("error.<code>"), the
+// table's English wording when the catalog has none.
+func (s *server) renderErrorPage(c echo.Context, r reply, err error) error {
+	l := s.localizer(c)
+	if errors.Is(err, errNoSession) {
+		return c.Render(r.status, "expired.html", expiredView{page: s.newPage(c, l.T("expired.title")), Module: s.cfg.ModuleName})
+	}
+	msg := r.message(err)
+	if key := "error." + r.code; l.Has(key) {
+		msg = l.T(key)
+	}
+	return s.renderMessage(c, r.status, l.T("message.title"), msg, true)
 }

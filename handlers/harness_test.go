@@ -27,6 +27,7 @@ import (
 	"github.com/modulehub/simpleconnect/handlers"
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/seal"
+	"github.com/modulehub/simpleconnect/settings"
 	"github.com/modulehub/simpleconnect/store"
 	"github.com/modulehub/simpleconnect/verify"
 )
@@ -67,6 +68,9 @@ type harness struct {
 	// secrets lists every credential the test used; none may appear in a
 	// reply or a log line.
 	secrets []string
+	// pageSecrets belong in their own page (a session's CSRF token) but
+	// never in a log line.
+	pageSecrets []string
 }
 
 type harnessOption func(*config.Config)
@@ -75,6 +79,9 @@ func withCRMTimeout(d time.Duration) harnessOption {
 	return func(c *config.Config) { c.CRMTimeout = d }
 }
 func withPublicURL(u string) harnessOption { return func(c *config.Config) { c.PublicURL = u } }
+func withSettingsFile(path string) harnessOption {
+	return func(c *config.Config) { c.ModuleSettingsFile = path }
+}
 func withAdminTokens(tokens ...redact.Secret) harnessOption {
 	return func(c *config.Config) { c.AdminTokens = tokens }
 }
@@ -113,8 +120,11 @@ func newHarness(t *testing.T, fakeOpts []crmtest.Option, opts ...harnessOption) 
 		Code: cfg.ModuleCode, IntegrationCode: cfg.ModuleIntegrationCode, Name: cfg.ModuleName,
 		Logo: cfg.LogoURL(), BaseURL: cfg.PublicURLFor(""), Scopes: cfg.ModuleScopes,
 	}, log)
+	schema, err := settings.Load(cfg.ModuleSettingsFile)
+	require.NoError(t, err)
 	h.srv = httptest.NewServer(handlers.New(handlers.Deps{
 		Config: cfg, Log: log, Connector: connector, Accounts: h.store, Sessions: h.store, Store: h.store,
+		Settings: schema,
 	}))
 	t.Cleanup(h.srv.Close)
 	t.Cleanup(h.assertNoSecretsLogged)
@@ -125,7 +135,7 @@ func newHarness(t *testing.T, fakeOpts []crmtest.Option, opts ...harnessOption) 
 // reached a log line.
 func (h *harness) assertNoSecretsLogged() {
 	logs := h.logs.String()
-	for _, s := range h.secrets {
+	for _, s := range append(h.secrets, h.pageSecrets...) {
 		if s != "" {
 			assert.NotContains(h.t, logs, s, "a credential reached the log")
 		}
@@ -134,6 +144,11 @@ func (h *harness) assertNoSecretsLogged() {
 
 // remember registers a credential that must never leak.
 func (h *harness) remember(secrets ...string) { h.secrets = append(h.secrets, secrets...) }
+
+// rememberForLogs registers a value that pages show but logs never do.
+func (h *harness) rememberForLogs(secrets ...string) {
+	h.pageSecrets = append(h.pageSecrets, secrets...)
+}
 
 // client does not follow redirects, so tests see the 303 itself.
 func (h *harness) client() *http.Client {

@@ -30,6 +30,9 @@ func (s *server) routes(e *echo.Echo) {
 	e.POST("/account", s.handleAccountLogin, limited)
 	e.GET("/account", s.handleAccountPage)
 	e.POST("/account/logout", s.handleAccountLogout)
+	e.POST("/account/settings", s.handleAccountSettings)
+	e.GET("/account/disconnect", s.handleDisconnectConfirm)
+	e.POST("/account/disconnect", s.handleDisconnect, limited) // calls the shop's CRM
 	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticFiles())))
 
 	// Operations.

@@ -11,8 +11,10 @@ import (
 
 	"github.com/modulehub/simpleconnect/config"
 	"github.com/modulehub/simpleconnect/connect"
+	"github.com/modulehub/simpleconnect/i18n"
 	"github.com/modulehub/simpleconnect/metrics"
 	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/settings"
 	"github.com/modulehub/simpleconnect/store"
 	"github.com/modulehub/simpleconnect/verify"
 )
@@ -34,6 +36,7 @@ type Accounts interface {
 	SetActivity(ctx context.Context, id string, active, frozen bool) (store.Account, error)
 	List(ctx context.Context, q store.ListQuery) (store.Page, error)
 	Events(ctx context.Context, after string, count int64) ([]store.Event, error)
+	SaveSettings(ctx context.Context, id string, settings map[string]string) (store.Account, error)
 }
 
 // Sessions is what the account page needs to remember a signed-in browser.
@@ -70,6 +73,9 @@ type Deps struct {
 	IPExtractor echo.IPExtractor
 	// Metrics records requests and registers and serves /metrics; nil: none.
 	Metrics *metrics.Metrics
+	// Settings are the module's connection variables (MODULE_SETTINGS_FILE);
+	// the zero Schema: the account page has no settings form.
+	Settings settings.Schema
 }
 
 // server carries what handlers share.
@@ -84,6 +90,8 @@ type server struct {
 	limiter   RateLimiter
 	metrics   *metrics.Metrics
 	pages     *pages
+	words     *i18n.Catalogs
+	settings  settings.Schema
 }
 
 // New builds the HTTP server from the config and its dependencies.
@@ -94,6 +102,7 @@ func New(d Deps) *echo.Echo {
 	s := &server{
 		cfg: d.Config, log: d.Log, connector: d.Connector, accounts: d.Accounts, sessions: d.Sessions, store: d.Store,
 		limiter: d.Limiter, metrics: d.Metrics, pages: mustParsePages(),
+		words: i18n.MustLoad(), settings: d.Settings,
 	}
 	if d.Addresses != nil {
 		s.addresses = *d.Addresses
