@@ -119,10 +119,14 @@ func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(ad
 	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "module", cfg.ModuleCode)
 	ready(ln.Addr().String())
 
+	// Shutdown closes the listeners before it runs these: once this line is
+	// logged, no new connection is accepted.
+	srv.RegisterOnShutdown(func() {
+		log.Info("shutting down: finishing requests in flight", "timeout", cfg.ShutdownTimeout.String())
+	})
 	drained := make(chan error, 1)
 	go func() {
 		<-ctx.Done()
-		log.Info("shutting down: finishing requests in flight", "timeout", cfg.ShutdownTimeout.String())
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
 		drained <- srv.Shutdown(sctx)
