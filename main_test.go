@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -18,33 +17,17 @@ import (
 	"github.com/modulehub/simpleconnect/config"
 	"github.com/modulehub/simpleconnect/crm/crmtest"
 	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/redact/redacttest"
 	"github.com/modulehub/simpleconnect/verify"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startRun starts the real program on 127.0.0.1:0 and returns its base URL,
 // its log and a stop function that returns run's error.
-func startRun(t *testing.T, cfg config.Config) (string, *lockedBuffer, func() error) {
+func startRun(t *testing.T, cfg config.Config) (string, *redacttest.Log, func() error) {
 	t.Helper()
 	require.NoError(t, cfg.Validate())
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &lockedBuffer{}
+	logs := &redacttest.Log{}
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, cfg, logs, func(a string) { addr <- a }) }()

@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/modulehub/simpleconnect/crm/crmtest"
 	"github.com/modulehub/simpleconnect/handlers"
 	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/redact/redacttest"
 	"github.com/modulehub/simpleconnect/seal"
 	"github.com/modulehub/simpleconnect/settings"
 	"github.com/modulehub/simpleconnect/store"
@@ -37,24 +36,6 @@ const (
 	oldTestSecret = "old-test-secret"
 )
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness is the real server (router, middleware, error handler, connect
 // service, CRM client, store on miniredis) against a fake CRM.
 type harness struct {
@@ -64,7 +45,7 @@ type harness struct {
 	mr    *miniredis.Miniredis
 	store *store.Redis
 	srv   *httptest.Server
-	logs  *syncBuffer
+	logs  *redacttest.Log
 	// secrets lists every credential the test used; none may appear in a
 	// reply or a log line.
 	secrets []string
@@ -103,7 +84,7 @@ func newHarness(t *testing.T, fakeOpts []crmtest.Option, opts ...harnessOption) 
 		o(&cfg)
 	}
 	require.NoError(t, cfg.Validate())
-	h := &harness{t: t, cfg: cfg, logs: &syncBuffer{}, secrets: []string{testSecret, oldTestSecret}}
+	h := &harness{t: t, cfg: cfg, logs: &redacttest.Log{}, secrets: []string{testSecret, oldTestSecret}}
 	h.fake = crmtest.New(t, fakeOpts...)
 	h.mr = miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: h.mr.Addr()})
@@ -134,12 +115,7 @@ func newHarness(t *testing.T, fakeOpts []crmtest.Option, opts ...harnessOption) 
 // assertNoSecretsLogged runs after every test: no credential the test used
 // reached a log line.
 func (h *harness) assertNoSecretsLogged() {
-	logs := h.logs.String()
-	for _, s := range append(h.secrets, h.pageSecrets...) {
-		if s != "" {
-			assert.NotContains(h.t, logs, s, "a credential reached the log")
-		}
-	}
+	redacttest.AssertAbsent(h.t, h.logs.String(), append(h.secrets, h.pageSecrets...)...)
 }
 
 // remember registers a credential that must never leak.

@@ -16,6 +16,7 @@ import (
 	"github.com/modulehub/simpleconnect/crm"
 	"github.com/modulehub/simpleconnect/handlers"
 	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/redact/redacttest"
 	"github.com/modulehub/simpleconnect/store"
 	"github.com/modulehub/simpleconnect/verify"
 )
@@ -59,7 +60,7 @@ func TestErrorHandlerMapsEveryFailureToTheCRMsShape(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs redacttest.Log
 			srv := httptest.NewServer(handlers.New(handlers.Deps{
 				Config: h.cfg, Log: slog.New(slog.NewTextHandler(&logs, nil)),
 				Connector: tc.conn, Accounts: h.store, Sessions: h.store, Store: h.store,

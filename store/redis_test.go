@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"runtime/pprof"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/redact/redacttest"
 	"github.com/modulehub/simpleconnect/seal"
 	"github.com/modulehub/simpleconnect/store"
 )
@@ -51,27 +51,9 @@ func TestNewRejectsBadArguments(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestOpenEmbedded(t *testing.T) {
 	ctx := t.Context()
-	var logs syncBuffer
+	var logs redacttest.Log
 	s, err := store.Open(ctx, store.Options{Prefix: "simpleconnect", Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
