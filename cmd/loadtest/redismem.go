@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// keyClass is one kind of key of the store, by the name part after the
+// key prefix's hash tag: acct, shop, client, idx, inflight, events...
+type keyClass struct {
+	Kind  string
+	Keys  int
+	Bytes int64
+}
+
+// scanKeys lists this run's keys: every name holding its random prefix
+// (the store's "{prefix}:…" and the rate limiter's "rate:prefix:rl:…").
+func scanKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	it := rdb.Scan(ctx, 0, "*"+prefix+"*", 1000).Iterator()
+	for it.Next(ctx) {
+		if k := it.Val(); !seen[k] { // SCAN may return a key twice
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out, it.Err()
+}
+
+// redisMemory sums MEMORY USAGE (SAMPLES 0: every element counted) over
+// this run's keys, by kind.
+func redisMemory(ctx context.Context, rdb redis.UniversalClient, prefix string) (map[string]*keyClass, error) {
+	keys, err := scanKeys(ctx, rdb, prefix)
+	if err != nil {
+		return nil, err
+	}
+	tag := "{" + prefix + "}:"
+	classes := map[string]*keyClass{}
+	for start := 0; start < len(keys); start += 500 {
+		batch := keys[start:min(start+500, len(keys))]
+		cmds := make([]*redis.IntCmd, len(batch))
+		if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range batch {
+				cmds[i] = p.MemoryUsage(ctx, k, 0)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		for i, k := range batch {
+			kind := "ratelimit"
+			if rest, ok := strings.CutPrefix(k, tag); ok {
+				kind, _, _ = strings.Cut(rest, ":")
+			}
+			c := classes[kind]
+			if c == nil {
+				c = &keyClass{Kind: kind}
+				classes[kind] = c
+			}
+			c.Keys++
+			c.Bytes += cmds[i].Val()
+		}
+	}
+	return classes, nil
+}
+
+// deleteKeys deletes this run's keys, and only those.
+func deleteKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) (int, error) {
+	keys, err := scanKeys(ctx, rdb, prefix)
+	if err != nil {
+		return 0, err
+	}
+	for start := 0; start < len(keys); start += 500 {
+		if err := rdb.Del(ctx, keys[start:min(start+500, len(keys))]...).Err(); err != nil {
+			return start, err
+		}
+	}
+	return len(keys), nil
+}
