@@ -92,6 +92,9 @@ type server struct {
 	pages     *pages
 	words     *i18n.Catalogs
 	settings  settings.Schema
+
+	// configBody is /config's reply, encoded once: it depends only on the config.
+	configBody []byte
 }
 
 // New builds the HTTP server from the config and its dependencies.
@@ -109,6 +112,7 @@ func New(d Deps) *echo.Echo {
 	} else {
 		s.addresses = AddressPolicy(d.Config)
 	}
+	s.configBody = configReply(d.Config)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = d.IPExtractor
