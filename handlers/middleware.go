@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -23,7 +24,6 @@ func requestID() echo.MiddlewareFunc {
 				_, _ = rand.Read(b[:])
 				id = hex.EncodeToString(b[:])
 			}
-			c.Set("request_id", id)
 			c.Response().Header().Set(echo.HeaderXRequestID, id)
 			return next(c)
 		}
@@ -42,9 +42,11 @@ func saneRequestID(id string) bool {
 	return true
 }
 
+// requestIDOf reads the id back from the reply's header, where requestID
+// put it: not from echo's context store, whose map would be allocated for
+// every request only for this (BENCHMARKS.md).
 func requestIDOf(c echo.Context) string {
-	id, _ := c.Get("request_id").(string)
-	return id
+	return c.Response().Header().Get(echo.HeaderXRequestID)
 }
 
 // requestLog writes one line per request: route pattern, status, duration,
@@ -61,22 +63,29 @@ func (s *server) requestLog() echo.MiddlewareFunc {
 			if route == "" {
 				route = "unmatched"
 			}
-			attrs := []any{
-				"method", c.Request().Method, "route", route, "status", c.Response().Status,
-				"duration_ms", float64(time.Since(start).Microseconds()) / 1000, "request_id", requestIDOf(c),
-			}
-			if id, ok := c.Get("account_id").(string); ok {
-				attrs = append(attrs, "account_id", id)
-			}
-			if outcome, ok := c.Get("outcome").(string); ok {
-				attrs = append(attrs, "outcome", outcome)
-			}
 			s.metrics.HTTP(route, c.Request().Method, c.Response().Status, time.Since(start))
 			level := slog.LevelInfo
 			if route == "/healthz" || route == "/readyz" {
 				level = slog.LevelDebug
 			}
-			s.log.Log(c.Request().Context(), level, "request", attrs...)
+			ctx := c.Request().Context()
+			if !s.log.Enabled(ctx, level) {
+				return nil // probes at the default level: build nothing
+			}
+			// Typed attributes, not key-value ...any pairs: no boxing, no
+			// pairing up, on the one line every request writes (BENCHMARKS.md).
+			attrs := make([]slog.Attr, 0, 7)
+			attrs = append(attrs,
+				slog.String("method", c.Request().Method), slog.String("route", route), slog.Int("status", c.Response().Status),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000), slog.String("request_id", requestIDOf(c)),
+			)
+			if id, ok := c.Get("account_id").(string); ok {
+				attrs = append(attrs, slog.String("account_id", id))
+			}
+			if outcome, ok := c.Get("outcome").(string); ok {
+				attrs = append(attrs, slog.String("outcome", outcome))
+			}
+			s.log.LogAttrs(ctx, level, "request", attrs...)
 			return nil
 		}
 	}
@@ -100,14 +109,29 @@ var errPanic = errors.New("handler panicked")
 // securityHeaders sets what every reply carries: no sniffing, no framing,
 // no referrer, a CSP without inline script.
 func securityHeaders() echo.MiddlewareFunc {
+	// Built once: canonical keys and one shared value slice per header, so a
+	// request pays four map writes instead of four canonicalisations and
+	// allocations (BENCHMARKS.md). Sharing is safe: net/http only reads
+	// them, Set replaces a slice and Add copies one (len == cap).
+	headers := []struct {
+		key    string
+		values []string
+	}{
+		{"X-Content-Type-Options", []string{"nosniff"}},
+		{"Referrer-Policy", []string{"no-referrer"}},
+		{"X-Frame-Options", []string{"DENY"}},
+		{"Content-Security-Policy", []string{
+			"default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"}},
+	}
+	for i := range headers {
+		headers[i].key = http.CanonicalHeaderKey(headers[i].key)
+	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			h := c.Response().Header()
-			h.Set("X-Content-Type-Options", "nosniff")
-			h.Set("Referrer-Policy", "no-referrer")
-			h.Set("X-Frame-Options", "DENY")
-			h.Set("Content-Security-Policy",
-				"default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+			for _, kv := range headers {
+				h[kv.key] = kv.values
+			}
 			return next(c)
 		}
 	}
