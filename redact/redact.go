@@ -40,17 +40,30 @@ func (Secret) MarshalText() ([]byte, error) { return []byte(Placeholder), nil }
 
 // sensitiveKeys are attribute names whose values are never logged, whatever
 // their type: a last line of defence for a plain string logged by mistake.
-var sensitiveKeys = []string{
-	"apikey", "api_key", "x-api-key", "secret", "token", "clientid", "client_id",
-	"cookie", "set-cookie", "session", "authorization", "password", "register",
+var sensitiveKeys = map[string]bool{
+	"apikey": true, "api_key": true, "x-api-key": true, "secret": true, "token": true,
+	"clientid": true, "client_id": true, "cookie": true, "set-cookie": true,
+	"session": true, "authorization": true, "password": true, "register": true,
 }
 
 // IsSensitiveKey reports whether an attribute, header or field with this
-// name carries a credential.
+// name carries a credential: the name itself, or what follows any "." or
+// "_" in it ("http.cookie", "shop_api_key"), case-insensitively. It runs
+// for every attribute of every log line, so it allocates only for names
+// with capitals.
 func IsSensitiveKey(key string) bool {
-	k := strings.ToLower(key)
-	for _, s := range sensitiveKeys {
-		if k == s || strings.HasSuffix(k, "."+s) || strings.HasSuffix(k, "_"+s) {
+	k := key
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c >= 'A' && c <= 'Z' {
+			k = strings.ToLower(key)
+			break
+		}
+	}
+	if sensitiveKeys[k] {
+		return true
+	}
+	for i := 0; i < len(k); i++ {
+		if (k[i] == '.' || k[i] == '_') && sensitiveKeys[k[i+1:]] {
 			return true
 		}
 	}
@@ -59,7 +72,15 @@ func IsSensitiveKey(key string) bool {
 
 // ReplaceAttr is a slog.HandlerOptions.ReplaceAttr that redacts attributes
 // with a sensitive name.
-func ReplaceAttr(_ []string, a slog.Attr) slog.Attr {
+func ReplaceAttr(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.LevelKey {
+		// With a ReplaceAttr set, slog hands the level over as a value and
+		// the JSON handler would encode it through encoding/json: as text
+		// it is the same output, on every line, without reflection.
+		if l, ok := a.Value.Any().(slog.Level); ok {
+			return slog.String(a.Key, l.String())
+		}
+	}
 	if IsSensitiveKey(a.Key) {
 		return slog.String(a.Key, Placeholder)
 	}

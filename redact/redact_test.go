@@ -195,3 +195,13 @@ func TestReplaceAttrDirect(t *testing.T) {
 	status := slog.Int("status", 503)
 	assert.Equal(t, status, redact.ReplaceAttr(nil, status))
 }
+
+func BenchmarkIsSensitiveKey(b *testing.B) {
+	keys := []string{"time", "level", "msg", "method", "route", "status", "duration_ms", "request_id", "account_id", "outcome", "X-Api-Key", "shop_api_key"}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, k := range keys {
+			redact.IsSensitiveKey(k)
+		}
+	}
+}
