@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -108,27 +109,42 @@ func (s *server) recoverPanics() echo.MiddlewareFunc {
 var errPanic = errors.New("handler panicked")
 
 // securityHeaders sets what every reply carries: no sniffing, no framing,
-// no referrer, a CSP without inline script.
+// and a CSP that allows nothing. Pages (HTML) also get their own CSP (our
+// stylesheet and images, forms to ourselves, no script) and no referrer;
+// JSON replies (webhooks, admin API, probes) carry only what applies to
+// them, which keeps the CRM's hot calls small (BENCHMARKS.md).
 func securityHeaders() echo.MiddlewareFunc {
 	// Built once: canonical keys and one shared value slice per header, so a
-	// request pays four map writes instead of four canonicalisations and
-	// allocations (BENCHMARKS.md). Sharing is safe: net/http only reads
-	// them, Set replaces a slice and Add copies one (len == cap).
-	headers := []struct {
+	// request pays a few map writes instead of canonicalisations and
+	// allocations. Sharing is safe: net/http only reads them, Set replaces
+	// a slice and Add copies one (len == cap).
+	type header struct {
 		key    string
 		values []string
-	}{
-		{"X-Content-Type-Options", []string{"nosniff"}},
-		{"Referrer-Policy", []string{"no-referrer"}},
-		{"X-Frame-Options", []string{"DENY"}},
-		{"Content-Security-Policy", []string{
+	}
+	build := func(hs ...header) []header {
+		for i := range hs {
+			hs[i].key = http.CanonicalHeaderKey(hs[i].key)
+		}
+		return hs
+	}
+	jsonHeaders := build(
+		header{"X-Content-Type-Options", []string{"nosniff"}},
+		header{"Content-Security-Policy", []string{"default-src 'none'; frame-ancestors 'none'"}},
+	)
+	pageHeaders := build(
+		header{"X-Content-Type-Options", []string{"nosniff"}},
+		header{"Referrer-Policy", []string{"no-referrer"}},
+		header{"X-Frame-Options", []string{"DENY"}},
+		header{"Content-Security-Policy", []string{
 			"default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"}},
-	}
-	for i := range headers {
-		headers[i].key = http.CanonicalHeaderKey(headers[i].key)
-	}
+	)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			headers := pageHeaders
+			if servesJSON(c.Request().URL.Path) {
+				headers = jsonHeaders
+			}
 			h := c.Response().Header()
 			for _, kv := range headers {
 				h[kv.key] = kv.values
@@ -136,6 +152,15 @@ func securityHeaders() echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
+}
+
+// servesJSON tells the routes that only ever answer JSON (or metrics text).
+func servesJSON(path string) bool {
+	switch path {
+	case "/config", "/register", "/activity", "/healthz", "/readyz", "/metrics":
+		return true
+	}
+	return strings.HasPrefix(path, "/admin/api/")
 }
 
 // bodyLimit caps request bodies; the error handler answers in the caller's

@@ -109,13 +109,24 @@ func TestStoreDownDuringRegisterAnswersGenerically(t *testing.T) {
 
 func TestEveryReplyCarriesSecurityHeaders(t *testing.T) {
 	h := newHarness(t, nil)
-	for _, path := range []string{"/config", "/account", "/healthz", "/nowhere"} {
+	for _, path := range []string{"/config", "/account", "/healthz", "/nowhere", "/static/style.css"} {
 		resp, _ := h.get(path)
 		assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"), path)
-		assert.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"), path)
-		assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'none'", path)
+		csp := resp.Header.Get("Content-Security-Policy")
+		assert.Contains(t, csp, "default-src 'none'", path)
+		assert.Contains(t, csp, "frame-ancestors 'none'", path)
 		assert.NotEmpty(t, resp.Header.Get("X-Request-ID"), path)
 	}
+	// Pages also keep their referrer and refuse framing the old way; JSON
+	// replies need neither.
+	for _, path := range []string{"/account", "/nowhere"} {
+		resp, _ := h.get(path)
+		assert.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"), path)
+		assert.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"), path)
+		assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "form-action 'self'", path)
+	}
+	resp, _ := h.get("/config")
+	assert.Equal(t, "default-src 'none'; frame-ancestors 'none'", resp.Header.Get("Content-Security-Policy"), "JSON allows nothing at all")
 }
 
 func TestRequestIDIsTakenFromTheCaller(t *testing.T) {
