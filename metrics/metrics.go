@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,23 @@ type Metrics struct {
 	storeErrors   *prometheus.CounterVec
 	sweeps        *prometheus.CounterVec
 	domainRefresh *prometheus.CounterVec
+
+	// httpSeries caches the two series of each route, method and status
+	// class: label lookups hash their values on every call, and this runs
+	// on every request (BENCHMARKS.md). Routes are templates, so the map
+	// stays as small as the route table.
+	httpMu     sync.RWMutex
+	httpSeries map[httpKey]httpPair
+}
+
+type httpKey struct {
+	route, method string
+	class         int
+}
+
+type httpPair struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
 }
 
 // New builds the collectors on a registry of their own, with the Go
@@ -34,7 +52,8 @@ type Metrics struct {
 func New() *Metrics {
 	r := prometheus.NewRegistry()
 	m := &Metrics{
-		registry: r,
+		registry:   r,
+		httpSeries: map[httpKey]httpPair{},
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "simpleconnect_http_requests_total", Help: "HTTP requests by route template, method and status class.",
 		}, []string{"route", "method", "status"}),
@@ -92,8 +111,21 @@ func (m *Metrics) HTTP(route, method string, status int, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.httpRequests.WithLabelValues(route, method, StatusClass(status)).Inc()
-	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
+	key := httpKey{route, method, status / 100}
+	m.httpMu.RLock()
+	pair, ok := m.httpSeries[key]
+	m.httpMu.RUnlock()
+	if !ok {
+		pair = httpPair{
+			count:    m.httpRequests.WithLabelValues(route, method, StatusClass(status)),
+			duration: m.httpDuration.WithLabelValues(route, method),
+		}
+		m.httpMu.Lock()
+		m.httpSeries[key] = pair
+		m.httpMu.Unlock()
+	}
+	pair.count.Inc()
+	pair.duration.Observe(d.Seconds())
 }
 
 // Register records a register's outcome code.
