@@ -3,6 +3,7 @@ package handlers
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -94,6 +95,25 @@ func (s *server) session(c echo.Context) (store.Session, store.Account, error) {
 	return sess, acc, err
 }
 
+// sessionForm reads a state-changing form from a signed-in browser: the
+// session and its account, the form, and its CSRF token checked against the
+// session's. Every POST of the account page starts here.
+func (s *server) sessionForm(c echo.Context) (store.Session, store.Account, url.Values, error) {
+	noStore(c)
+	sess, acc, err := s.session(c)
+	if err != nil {
+		return store.Session{}, store.Account{}, nil, err
+	}
+	form, err := formValues(c)
+	if err != nil {
+		return store.Session{}, store.Account{}, nil, err
+	}
+	if !sess.ValidCSRF(form.Get("csrf")) {
+		return store.Session{}, store.Account{}, nil, errBadCSRF
+	}
+	return sess, acc, form, nil
+}
+
 // handleAccountPage shows the module's personal account page.
 func (s *server) handleAccountPage(c echo.Context) error {
 	noStore(c)
@@ -106,17 +126,9 @@ func (s *server) handleAccountPage(c echo.Context) error {
 
 // handleAccountLogout ends the session.
 func (s *server) handleAccountLogout(c echo.Context) error {
-	noStore(c)
-	sess, _, err := s.session(c)
+	sess, _, _, err := s.sessionForm(c)
 	if err != nil {
 		return err
-	}
-	form, err := formValues(c)
-	if err != nil {
-		return err
-	}
-	if !sess.ValidCSRF(form.Get("csrf")) {
-		return errBadCSRF
 	}
 	if err := s.sessions.DeleteSession(c.Request().Context(), sess.ID); err != nil {
 		return err

@@ -113,17 +113,9 @@ func (s *server) fieldViews(l i18n.Localizer, saved map[string]string, sub *sett
 // in the browser, then sealed at rest by the store. A refused form comes
 // back with the problems next to their fields and the input kept.
 func (s *server) handleAccountSettings(c echo.Context) error {
-	noStore(c)
-	sess, acc, err := s.session(c)
+	sess, acc, form, err := s.sessionForm(c)
 	if err != nil {
 		return err
-	}
-	form, err := formValues(c)
-	if err != nil {
-		return err
-	}
-	if !sess.ValidCSRF(form.Get("csrf")) {
-		return errBadCSRF
 	}
 	if s.settings.Empty() {
 		return errNotFound

@@ -37,17 +37,9 @@ func (s *server) handleDisconnectConfirm(c echo.Context) error {
 // active:false), then marks the account inactive. When the CRM refuses,
 // nothing changes and the page says why.
 func (s *server) handleDisconnect(c echo.Context) error {
-	noStore(c)
-	sess, acc, err := s.session(c)
+	sess, acc, _, err := s.sessionForm(c)
 	if err != nil {
 		return err
-	}
-	form, err := formValues(c)
-	if err != nil {
-		return err
-	}
-	if !sess.ValidCSRF(form.Get("csrf")) {
-		return errBadCSRF
 	}
 	ctx := c.Request().Context()
 	if _, err := s.connector.Deactivate(ctx, acc.ID, false); err != nil {
