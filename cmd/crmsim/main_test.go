@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -11,12 +12,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modulehub/simpleconnect/app"
 	"github.com/modulehub/simpleconnect/config"
-	"github.com/modulehub/simpleconnect/connect"
-	"github.com/modulehub/simpleconnect/crm"
-	"github.com/modulehub/simpleconnect/handlers"
 	"github.com/modulehub/simpleconnect/redact"
-	"github.com/modulehub/simpleconnect/store"
 )
 
 // service starts the real HTTP surface on the embedded store, configured as
@@ -30,12 +28,10 @@ func service(t *testing.T) *httptest.Server {
 		SessionTTL: time.Hour, ShutdownTimeout: time.Second, LogFormat: "text",
 	}.WithDefaults()
 	require.NoError(t, cfg.Validate())
-	s, err := store.Open(context.Background(), store.Options{Prefix: cfg.RedisKeyPrefix})
+	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.Options{})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	c := connect.New(crm.New(crm.Options{Timeout: cfg.CRMTimeout, AllowInsecure: true}), s,
-		connect.Module{Code: "demo", IntegrationCode: "demo", Name: "demo", BaseURL: cfg.PublicURLFor("")}, nil)
-	srv := httptest.NewServer(handlers.New(handlers.Deps{Config: cfg, Connector: c, Accounts: s, Sessions: s, Store: s}))
+	t.Cleanup(func() { _ = a.Close() })
+	srv := httptest.NewServer(a.Server.Handler)
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -14,27 +14,20 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/modulehub/simpleconnect/app"
 	"github.com/modulehub/simpleconnect/config"
-	"github.com/modulehub/simpleconnect/connect"
-	"github.com/modulehub/simpleconnect/crm"
-	"github.com/modulehub/simpleconnect/handlers"
-	"github.com/modulehub/simpleconnect/metrics"
-	"github.com/modulehub/simpleconnect/ratelimit"
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/seal"
-	"github.com/modulehub/simpleconnect/settings"
 	"github.com/modulehub/simpleconnect/store"
 )
 
-// service is the real service running in this process, wired as main.run
-// wires it (store, metrics, CRM client, connect service, rate limiter,
-// handlers, http.Server settings, sweeper; no domain list: none is set).
-// What differs is only there to measure it: the CRM client resolves shop
-// hosts with loopbackResolver, /register requests carry a crmTrace (an
+// service is the real service running in this process, built by app.New as
+// main.run builds it (store, metrics, CRM client, connect service, rate
+// limiter, handlers, http.Server settings, sweeper; no domain list: none is
+// set). What differs is only there to measure it: the CRM client resolves
+// shop hosts with loopbackResolver, /register requests carry a crmTrace (an
 // httptrace.ClientTrace and a Redis hook) so the CRM's share of each can be
-// taken out, and the JSON log is formatted but not written unless -log. Two differences, both needed to measure it: the CRM client
-// resolves shop hosts with loopbackResolver, and register requests carry an
-// httptrace.ClientTrace so the CRM's share of each can be taken out.
+// taken out, and the JSON log is formatted but not written unless -log.
 type service struct {
 	URL      string
 	Store    *store.Redis
@@ -45,8 +38,9 @@ type service struct {
 	// 200 from /readyz.
 	StartedIn time.Duration
 
-	srv    *http.Server
+	app    *app.App
 	cancel context.CancelFunc
+	served chan struct{}
 	traces sync.Map // X-Request-ID → *crmTrace
 }
 
@@ -74,61 +68,27 @@ func startService(ctx context.Context, o serviceOptions) (*service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	schema, err := settings.Load(cfg.ModuleSettingsFile)
-	if err != nil {
-		return nil, err
-	}
-	log := slog.New(slog.NewJSONHandler(o.Log, &slog.HandlerOptions{Level: cfg.LogLevel, ReplaceAttr: redact.ReplaceAttr}))
+	log := app.NewLogger(o.Log, cfg.LogFormat, cfg.LogLevel)
 
-	// From here on, as main.run.
-	accounts, err := store.Open(ctx, store.Options{
-		URL: cfg.RedisURL, Prefix: cfg.RedisKeyPrefix, EncryptionKeys: cfg.EncryptionKeys, Log: log,
+	// Built as main.run builds it; only the resolver, a Redis timer and the
+	// request tracing are ours, to measure it.
+	s := &service{Embedded: o.RedisURL == "", Prefix: o.Prefix, Secret: o.Secret}
+	a, err := app.New(ctx, cfg, log, app.Options{
+		Resolver: o.Resolver, RedisHooks: []redis.Hook{redisTimer{}}, Wrap: s.traced,
 	})
 	if err != nil {
 		return nil, err
 	}
-	m := metrics.New()
-	accounts.Client().AddHook(m.RedisHook())
-	accounts.Client().AddHook(redisTimer{}) // ours, to break registers down
-	crmClient := crm.New(crm.Options{
-		Timeout: cfg.CRMTimeout, AllowInsecure: cfg.CRMAllowInsecure, AllowedPorts: cfg.CRMAllowedPorts,
-		UserAgent: "simpleconnect/" + cfg.ModuleCode, Resolver: o.Resolver,
-		OnAttempt: func(a crm.Attempt) { m.CRMAttempt(a.Op, a.Status, a.Retry, a.Duration) },
-	})
-	connector := connect.New(crmClient, accounts, connect.Module{
-		Code: cfg.ModuleCode, IntegrationCode: cfg.ModuleIntegrationCode, Name: cfg.ModuleName,
-		Logo: cfg.LogoURL(), BaseURL: cfg.PublicURLFor(""), Scopes: cfg.ModuleScopes,
-	}, log)
-	connector.OnSweep = func(r connect.SweepResult) { m.Sweep(r.Completed, r.Aborted, r.Retrying) }
-	addresses := handlers.AddressPolicy(cfg)
-	var limiter handlers.RateLimiter
-	if cfg.RateLimitPerMinute > 0 {
-		limiter = ratelimit.New(accounts.Client(), cfg.RedisKeyPrefix, cfg.RateLimitPerMinute)
-	}
-	s := &service{Store: accounts, Embedded: o.RedisURL == "", Prefix: o.Prefix, Secret: o.Secret}
-	e := handlers.New(handlers.Deps{
-		Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts,
-		Limiter: limiter, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies), Addresses: &addresses, Metrics: m,
-		Settings: schema,
-	})
-	s.srv = &http.Server{
-		Handler:           s.traced(e),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      cfg.CRMTimeout + 15*time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	s.app, s.Store = a, a.Store
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
-		_ = accounts.Close()
+		_ = a.Close()
 		return nil, fmt.Errorf("listen %s: %w", cfg.ListenAddr, err)
 	}
-	sweepCtx, cancel := context.WithCancel(ctx)
+	serveCtx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
-	go connector.RunSweeper(sweepCtx, time.Minute, max(2*time.Minute, 3*cfg.CRMTimeout), 24*time.Hour)
-	go func() { _ = s.srv.Serve(ln) }()
+	s.served = make(chan struct{})
+	go func() { _ = a.Serve(serveCtx, ln); close(s.served) }()
 	s.URL = "http://" + ln.Addr().String()
 
 	if err := waitReady(ctx, s.URL+"/readyz", 5*time.Second); err != nil {
@@ -142,10 +102,8 @@ func startService(ctx context.Context, o serviceOptions) (*service, error) {
 // Close stops the server and the store, as main.run does on SIGTERM.
 func (s *service) Close() {
 	s.cancel()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = s.srv.Shutdown(ctx)
-	_ = s.Store.Close()
+	<-s.served // drained, bounded by SHUTDOWN_TIMEOUT
+	_ = s.app.Close()
 }
 
 // traced gives every /register request an httptrace.ClientTrace in its

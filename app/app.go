@@ -1,0 +1,161 @@
+// Package app builds the service from its Config: the store, the CRM
+// client, the connect service and its sweeper, metrics, the CRM domain
+// lists, the rate limiter, the handlers and the http.Server with its
+// timeouts. main.run and the load tool (cmd/loadtest) both build it here, so
+// what is measured is what runs.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/modulehub/simpleconnect/config"
+	"github.com/modulehub/simpleconnect/connect"
+	"github.com/modulehub/simpleconnect/crm"
+	"github.com/modulehub/simpleconnect/domains"
+	"github.com/modulehub/simpleconnect/handlers"
+	"github.com/modulehub/simpleconnect/metrics"
+	"github.com/modulehub/simpleconnect/ratelimit"
+	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/settings"
+	"github.com/modulehub/simpleconnect/store"
+)
+
+// Options are what a caller other than main may change, to measure it.
+type Options struct {
+	// Resolver resolves CRM host names; nil: the system's.
+	Resolver *net.Resolver
+	// RedisHooks are added to the store's client after the metrics hook.
+	RedisHooks []redis.Hook
+	// Wrap, when set, wraps the HTTP handler.
+	Wrap func(http.Handler) http.Handler
+}
+
+// App is the built service, not yet serving.
+type App struct {
+	Config  config.Config
+	Log     *slog.Logger
+	Store   *store.Redis
+	Metrics *metrics.Metrics
+	Server  *http.Server
+
+	connector *connect.Service
+	domains   *domains.List
+}
+
+// New builds the service. The caller closes it.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*App, error) {
+	schema, err := settings.Load(cfg.ModuleSettingsFile) // Validate read it too; this is the copy the pages use
+	if err != nil {
+		return nil, fmt.Errorf("config: MODULE_SETTINGS_FILE: %w", err)
+	}
+	accounts, err := store.Open(ctx, store.Options{
+		URL: cfg.RedisURL, ClusterAddrs: cfg.RedisClusterAddrs,
+		SentinelMaster: cfg.RedisSentinelMaster, SentinelAddrs: cfg.RedisSentinelAddrs, Password: cfg.RedisPassword,
+		Prefix: cfg.RedisKeyPrefix, EncryptionKeys: cfg.EncryptionKeys, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	m := metrics.New()
+	accounts.Client().AddHook(m.RedisHook())
+	for _, h := range o.RedisHooks {
+		accounts.Client().AddHook(h)
+	}
+
+	crmClient := crm.New(crm.Options{
+		Timeout: cfg.CRMTimeout, AllowInsecure: cfg.CRMAllowInsecure, AllowedPorts: cfg.CRMAllowedPorts,
+		UserAgent: "simpleconnect/" + cfg.ModuleCode, Resolver: o.Resolver,
+		OnAttempt: func(a crm.Attempt) { m.CRMAttempt(a.Op, a.Status, a.Retry, a.Duration) },
+	})
+	connector := connect.New(crmClient, accounts, connect.Module{
+		Code: cfg.ModuleCode, IntegrationCode: cfg.ModuleIntegrationCode, Name: cfg.ModuleName,
+		Logo: cfg.LogoURL(), BaseURL: cfg.PublicURLFor(""), Scopes: cfg.ModuleScopes,
+	}, log)
+	connector.OnSweep = func(r connect.SweepResult) { m.Sweep(r.Completed, r.Aborted, r.Retrying) }
+
+	a := &App{Config: cfg, Log: log, Store: accounts, Metrics: m, connector: connector}
+	addresses := handlers.AddressPolicy(cfg)
+	if len(cfg.CRMDomainsURLs) > 0 {
+		a.domains = domains.New(cfg.CRMDomainsURLs, 10*time.Second, log)
+		a.domains.OnRefresh = m.DomainRefresh
+		addresses.ExtraHosts = a.domains.Hosts
+	}
+	var limiter handlers.RateLimiter
+	if cfg.RateLimitPerMinute > 0 {
+		limiter = ratelimit.New(accounts.Client(), cfg.RedisKeyPrefix, cfg.RateLimitPerMinute)
+	}
+	var handler http.Handler = handlers.New(handlers.Deps{
+		Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts,
+		Limiter: limiter, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies), Addresses: &addresses, Metrics: m,
+		Settings: schema,
+	})
+	if o.Wrap != nil {
+		handler = o.Wrap(handler)
+	}
+	a.Server = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      cfg.CRMTimeout + 15*time.Second, // a register waits for the CRM
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	// Shutdown closes the listeners before it runs these: once this line is
+	// logged, no new connection is accepted.
+	a.Server.RegisterOnShutdown(func() {
+		log.Info("shutting down: finishing requests in flight", "timeout", cfg.ShutdownTimeout.String())
+	})
+	return a, nil
+}
+
+// Serve serves on ln, with the sweeper and the domain list refresher
+// running, until ctx ends; then it stops accepting, lets requests in flight
+// finish within SHUTDOWN_TIMEOUT and returns.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	background, stop := context.WithCancel(ctx)
+	defer stop()
+	grace := max(2*time.Minute, 3*a.Config.CRMTimeout) // longer than any register in flight
+	go a.connector.RunSweeper(background, time.Minute, grace, 24*time.Hour)
+	if a.domains != nil {
+		go a.domains.Run(background, a.Config.CRMDomainsRefresh) // never blocks a register: the built-in list applies meanwhile
+	}
+
+	drained := make(chan error, 1)
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
+		defer cancel()
+		drained <- a.Server.Shutdown(sctx)
+	}()
+	if err := a.Server.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	// Serve returns as soon as Shutdown starts: wait for in-flight requests.
+	if err := <-drained; err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// Close closes the store (and stops the embedded Redis).
+func (a *App) Close() error { return a.Store.Close() }
+
+// NewLogger builds the one logger (JSON when format is "json", else text),
+// with credentials redacted by name as a backstop to the redact.Secret type.
+func NewLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: redact.ReplaceAttr}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
