@@ -4,11 +4,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 
@@ -35,28 +33,10 @@ type benchServer struct {
 	fake *crmtest.Fake
 }
 
-// benchBackends runs fn on miniredis and, when REDIS_URL is set, on that
-// real Redis under a random key prefix whose keys are deleted afterwards.
+// benchBackends runs fn on every backend storetest knows, each with a
+// random key prefix whose keys are deleted afterwards.
 func benchBackends(b *testing.B, fn func(b *testing.B, rdb func() redis.UniversalClient, prefix string)) {
-	b.Run("miniredis", func(b *testing.B) {
-		mr := miniredis.RunT(b)
-		fn(b, func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: mr.Addr()}) }, "bench")
-	})
-	b.Run("redis", func(b *testing.B) {
-		url := os.Getenv("REDIS_URL")
-		if url == "" {
-			b.Skip("REDIS_URL is not set: the real-Redis half runs only against a real Redis")
-		}
-		opt, err := redis.ParseURL(url)
-		if err != nil {
-			b.Fatal("REDIS_URL is not a valid Redis URL")
-		}
-		dial := func() redis.UniversalClient { return redis.NewClient(opt) }
-		raw := dial()
-		bk := &storetest.Backend{Name: "redis", Prefix: "bench-" + storetest.RandomHex(8), Raw: raw, Dial: dial}
-		b.Cleanup(func() { bk.DeleteKeys(b); _ = raw.Close() })
-		fn(b, dial, bk.Prefix)
-	})
+	storetest.EachB(b, func(b *testing.B, be *storetest.Backend) { fn(b, be.Dial, be.Prefix) })
 }
 
 func newBenchServer(b *testing.B, rdb redis.UniversalClient, prefix string) *benchServer {

@@ -34,15 +34,34 @@ type Backend struct {
 // Each runs fn once per available backend, as subtests named after them.
 func Each(t *testing.T, fn func(t *testing.T, b *Backend)) {
 	t.Helper()
-	t.Run("miniredis", func(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) { fn(t, k.open(t)) })
+	}
+}
+
+// EachB is Each for benchmarks.
+func EachB(b *testing.B, fn func(b *testing.B, be *Backend)) {
+	b.Helper()
+	for _, k := range kinds {
+		b.Run(k.name, func(b *testing.B) { fn(b, k.open(b)) })
+	}
+}
+
+// kinds are the backends, in order; each open skips when its Redis is not
+// configured.
+var kinds = []struct {
+	name string
+	open func(t testing.TB) *Backend
+}{
+	{"miniredis", func(t testing.TB) *Backend {
 		mr := miniredis.RunT(t)
 		b := newBackend(t, "miniredis", func() redis.UniversalClient {
 			return redis.NewClient(&redis.Options{Addr: mr.Addr()})
 		})
 		b.MR = mr
-		fn(t, b)
-	})
-	t.Run("redis", func(t *testing.T) {
+		return b
+	}},
+	{"redis", func(t testing.TB) *Backend {
 		url := os.Getenv("REDIS_URL")
 		if url == "" {
 			t.Skip("REDIS_URL is not set: the real-Redis half runs only against a real Redis (CI sets REDIS_URL=redis://127.0.0.1:6379/0)")
@@ -51,20 +70,20 @@ func Each(t *testing.T, fn func(t *testing.T, b *Backend)) {
 		if err != nil {
 			t.Fatal("REDIS_URL is not a valid Redis URL")
 		}
-		fn(t, newBackend(t, "redis", func() redis.UniversalClient { return redis.NewClient(opt) }))
-	})
-	t.Run("cluster", func(t *testing.T) {
+		return newBackend(t, "redis", func() redis.UniversalClient { return redis.NewClient(opt) })
+	}},
+	{"cluster", func(t testing.TB) *Backend {
 		addrs := os.Getenv("REDIS_CLUSTER_ADDRS")
 		if addrs == "" {
 			t.Skip("REDIS_CLUSTER_ADDRS is not set: start one with scripts/redis-cluster (CI does)")
 		}
-		fn(t, newBackend(t, "cluster", func() redis.UniversalClient {
+		return newBackend(t, "cluster", func() redis.UniversalClient {
 			return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(addrs, ","), IsClusterMode: true})
-		}))
-	})
+		})
+	}},
 }
 
-func newBackend(t *testing.T, name string, dial func() redis.UniversalClient) *Backend {
+func newBackend(t testing.TB, name string, dial func() redis.UniversalClient) *Backend {
 	t.Helper()
 	raw := dial()
 	t.Cleanup(func() { _ = raw.Close() }) // registered first: runs after the key cleanup
