@@ -97,9 +97,6 @@ func formValues(c echo.Context) (url.Values, error) {
 		if errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
 			return nil, errTooLarge
 		}
-		if strings.Contains(err.Error(), "request body too large") {
-			return nil, errTooLarge
-		}
 		return nil, fmt.Errorf("%w: form: %v", errBadRequest, err)
 	}
 	return form, nil
