@@ -296,7 +296,7 @@ func (c *Client) transportError(op string, err error, apiKey redact.Secret) erro
 	}
 	// url.Error quotes the URL (no secret in it: the key travels in a
 	// header); scrub anyway in case a caller put one there.
-	return &Error{Kind: kind, Op: op, Message: clean(err.Error(), apiKey.Reveal())}
+	return &Error{Kind: kind, Op: op, Transport: clean(err.Error(), apiKey.Reveal())}
 }
 
 type opKey struct{}

@@ -28,6 +28,9 @@ type Error struct {
 	Status  int
 	Message string   // the CRM's errorMsg
 	Details []string // the CRM's errors, "field: message" for the map form
+	// Transport is what went wrong when no reply came (dial, timeout,
+	// redirect), for logs; it is not the CRM's explanation.
+	Transport string
 }
 
 func (e *Error) Error() string {
@@ -41,6 +44,9 @@ func (e *Error) Error() string {
 	}
 	if len(e.Details) > 0 {
 		fmt.Fprintf(&b, " (%s)", strings.Join(e.Details, "; "))
+	}
+	if e.Transport != "" {
+		fmt.Fprintf(&b, ": %s", e.Transport)
 	}
 	return b.String()
 }
