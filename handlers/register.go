@@ -128,13 +128,19 @@ func (s *server) handleRegister(c echo.Context) error {
 	if err != nil {
 		return s.registerFailed(c, err)
 	}
-	c.Set("outcome", Outcome(nil))
-	s.metrics.Register(Outcome(nil))
+	s.recordOutcome(c, nil)
 	return c.JSON(http.StatusOK, webhookReply{Success: true, AccountURL: s.cfg.PublicURLFor("/account")})
 }
 
 func (s *server) registerFailed(c echo.Context, err error) error {
-	c.Set("outcome", Outcome(err))
-	s.metrics.Register(Outcome(err))
+	s.recordOutcome(c, err)
 	return err
+}
+
+// recordOutcome names a register's result once, for the request log line
+// and the registers counter.
+func (s *server) recordOutcome(c echo.Context, err error) {
+	outcome := Outcome(err)
+	c.Set("outcome", outcome)
+	s.metrics.Register(outcome)
 }
