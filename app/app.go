@@ -61,6 +61,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		URL: cfg.RedisURL, ClusterAddrs: cfg.RedisClusterAddrs,
 		SentinelMaster: cfg.RedisSentinelMaster, SentinelAddrs: cfg.RedisSentinelAddrs, Password: cfg.RedisPassword,
 		Prefix: cfg.RedisKeyPrefix, EncryptionKeys: cfg.EncryptionKeys, Log: log,
+		// A lease outlives any exchange held under it: a key check and an
+		// edit at full CRM_TIMEOUT each, with room to spare.
+		LeaseTTL:   2*cfg.CRMTimeout + 10*time.Second,
+		RetryAfter: max(2*time.Minute, 3*cfg.CRMTimeout), // longer than any register in flight
 	})
 	if err != nil {
 		return nil, err
@@ -80,7 +84,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		Code: cfg.ModuleCode, IntegrationCode: cfg.ModuleIntegrationCode, Name: cfg.ModuleName,
 		Logo: cfg.LogoURL(), BaseURL: cfg.PublicURLFor(""), Scopes: cfg.ModuleScopes,
 	}, log)
-	connector.OnSweep = func(r connect.SweepResult) { m.Sweep(r.Completed, r.Aborted, r.Retrying) }
+	connector.OnSweep = func(r connect.SweepResult) {
+		m.Sweep(map[string]int{
+			"completed": r.Completed, "synced": r.Synced, "aborted": r.Aborted, "abandoned": r.Abandoned,
+			"retrying": r.Retrying, "skipped": r.Skipped, "unreadable": r.Unreadable,
+		})
+		if counts, err := accounts.SealedCounts(context.Background()); err == nil {
+			m.SealedAccounts(counts)
+		}
+	}
+	if counts, err := accounts.SealedCounts(ctx); err == nil {
+		m.SealedAccounts(counts)
+	}
 
 	a := &App{Config: cfg, Log: log, Store: accounts, Metrics: m, connector: connector}
 	addresses := handlers.AddressPolicy(cfg)
@@ -94,7 +109,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		limiter = ratelimit.New(accounts.Client(), cfg.RedisKeyPrefix, cfg.RateLimitPerMinute)
 	}
 	var handler http.Handler = handlers.New(handlers.Deps{
-		Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts,
+		Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts, Sealing: accounts,
 		Limiter: limiter, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies), Addresses: &addresses, Metrics: m,
 		Settings: schema,
 	})
@@ -124,8 +139,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	background, stop := context.WithCancel(ctx)
 	defer stop()
-	grace := max(2*time.Minute, 3*a.Config.CRMTimeout) // longer than any register in flight
-	go a.connector.RunSweeper(background, time.Minute, grace, 24*time.Hour)
+	go a.connector.RunSweeper(background, time.Minute)
 	if a.domains != nil {
 		go a.domains.Run(background, a.Config.CRMDomainsRefresh) // never blocks a register: the built-in list applies meanwhile
 	}

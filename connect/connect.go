@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -20,17 +21,27 @@ type CRM interface {
 	FetchCredentials(ctx context.Context, systemURL string, apiKey redact.Secret) (crm.Credentials, error)
 }
 
-// Accounts is what connecting needs of the store.
-type Accounts interface {
-	BeginConnect(ctx context.Context, systemURL string, apiKey redact.Secret) (store.Account, error)
-	CompleteConnect(ctx context.Context, id string, apiKey redact.Secret) (store.Account, error)
-	AbortConnect(ctx context.Context, id string, apiKey redact.Secret) error
-	InFlight(ctx context.Context, olderThan time.Time, limit int) ([]store.Account, error)
+// Store is what connecting needs of the store. Every write that follows a
+// talk with a shop's CRM happens under the account's lease, so the order
+// the CRM sees edits in is the order they are recorded in.
+type Store interface {
+	Get(ctx context.Context, id string) (store.Account, error)
+	BeginConnect(ctx context.Context, systemURL string, apiKey redact.Secret) (store.Attempt, error)
+	Acquire(ctx context.Context, id string) (store.Account, store.Lease, []string, error)
+	Release(ctx context.Context, l store.Lease) error
+	Record(ctx context.Context, l store.Lease, read store.Account, sy store.Sync) (store.Account, error)
+	Abort(ctx context.Context, l store.Lease, read store.Account, seq int64) (store.AbortOutcome, error)
+	Abandon(ctx context.Context, l store.Lease) error
+	Backoff(ctx context.Context, l store.Lease, next time.Time) error
+	SetActivity(ctx context.Context, id string, st store.State, l store.Lease, changes ...store.Change) (store.Account, error)
+	Repair(ctx context.Context, l store.Lease, bad []string) (store.Account, error)
+	Due(ctx context.Context, now time.Time, limit int) ([]string, error)
+	LeaseTTL() time.Duration
 }
 
 var (
-	_ CRM      = (*crm.Client)(nil)
-	_ Accounts = (*store.Redis)(nil)
+	_ CRM   = (*crm.Client)(nil)
+	_ Store = (*store.Redis)(nil)
 )
 
 // Module is the module's own description, the same for every shop.
@@ -45,10 +56,11 @@ type Module struct {
 	Scopes []string
 }
 
-// For returns the edit payload for an account.
-func (m Module) For(acc store.Account, active bool) crm.Module {
+// edit is the one place an edit's payload is built: the module's
+// description, the account's clientId and the state the CRM should have.
+func (m Module) edit(acc store.Account, st store.State) crm.Module {
 	return crm.Module{
-		Code: m.Code, IntegrationCode: m.IntegrationCode, Active: active, Freeze: acc.Frozen,
+		Code: m.Code, IntegrationCode: m.IntegrationCode, Active: st.Active, Freeze: st.Frozen,
 		Name: m.Name, Logo: m.Logo, ClientID: acc.ClientID,
 		BaseURL: m.BaseURL, AccountURL: m.BaseURL + "/account",
 		Actions: map[string]string{"activity": "/activity"},
@@ -64,6 +76,9 @@ var (
 	// ErrMissingScopes means the key lacks permissions the module needs;
 	// the error's Reason names them.
 	ErrMissingScopes = errors.New("connect: the API key lacks required scopes")
+	// ErrMoveRefused means an activity callback named a new shop address
+	// that the account did not follow: the owner reconnects from there.
+	ErrMoveRefused = errors.New("connect: the shop's new address was not followed")
 )
 
 // ScopeError names the scopes a key lacks.
@@ -100,22 +115,19 @@ func (s *Service) checkKey(ctx context.Context, systemURL string, apiKey redact.
 	return nil
 }
 
-// Store is every store operation the service uses.
-type Store interface {
-	Accounts
-	Managed
-}
-
-// Service connects shops.
+// Service connects shops and keeps each shop's CRM in step with its
+// account.
 type Service struct {
-	crm      CRM
-	accounts Accounts
-	managed  Managed
-	module   Module
-	log      *slog.Logger
+	crm    CRM
+	store  Store
+	module Module
+	log    *slog.Logger
+	locks  *keyedLocks
+	now    func() time.Time
 	// writeTimeout bounds store writes that must happen even when the
 	// caller went away.
 	writeTimeout time.Duration
+	sweep        SweepOptions
 	// OnSweep, when set, is told what every sweep did (metrics).
 	OnSweep func(SweepResult)
 }
@@ -125,8 +137,15 @@ func New(c CRM, s Store, m Module, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{crm: c, accounts: s, managed: s, module: m, log: log, writeTimeout: 5 * time.Second}
+	return &Service{
+		crm: c, store: s, module: m, log: log, locks: newKeyedLocks(),
+		now: func() time.Time { return time.Now().UTC() }, writeTimeout: 5 * time.Second,
+		sweep: SweepOptions{}.withDefaults(),
+	}
 }
+
+// SetClock replaces the clock the sweeper judges ages by (tests).
+func (s *Service) SetClock(now func() time.Time) { s.now = now }
 
 // Module returns the module description.
 func (s *Service) Module() Module { return s.module }
@@ -134,42 +153,174 @@ func (s *Service) Module() Module { return s.module }
 // Connect proves apiKey at systemURL (canonical) and records the outcome.
 // First the CRM must know the key there and grant it every scope the module
 // needs (GET /api/credentials): otherwise nothing is stored and no edit is
-// sent. Then the attempt is written as pending, so a crash between the
-// CRM's answer to the edit and our write leaves a record to finish, never an
-// orphan; a known shop keeps its key until the CRM accepted the new one.
+// sent. Then the attempt is recorded as the account's newest, so a crash
+// between the CRM's answer and our write leaves a record to finish, never
+// an orphan; a known shop keeps its key until the CRM accepted the new one.
+// The edit goes out when no other exchange with the shop's CRM is under
+// way (a double click waits its turn, it is never refused), with the
+// account's intention: switched on, unless the owner or the CRM switched
+// it off since.
 func (s *Service) Connect(ctx context.Context, systemURL string, apiKey redact.Secret) (store.Account, error) {
 	if err := s.checkKey(ctx, systemURL, apiKey); err != nil {
 		return store.Account{}, err
 	}
-	acc, err := s.accounts.BeginConnect(ctx, systemURL, apiKey)
+	unlock, err := s.locks.lock(ctx, systemURL)
+	if err != nil {
+		return store.Account{}, err
+	}
+	defer unlock()
+	at, err := s.store.BeginConnect(ctx, systemURL, apiKey)
 	if err != nil {
 		return store.Account{}, fmt.Errorf("begin connect: %w", err)
 	}
-	return s.finish(ctx, acc, apiKey)
+	acc, lease, bad := at.Account, at.Lease, at.Bad
+	if !lease.Held() {
+		if acc, lease, bad, err = s.waitLease(ctx, acc.ID); err != nil {
+			return at.Account, err // the attempt stays pending: the sweeper finishes it
+		}
+	}
+	if len(bad) > 0 {
+		wctx, cancel := s.writeCtx(ctx)
+		defer cancel()
+		if acc, err = s.store.Repair(wctx, lease, bad); err != nil {
+			s.release(ctx, lease)
+			return at.Account, fmt.Errorf("repair account: %w", err)
+		}
+		s.log.Warn("a register repaired an account that could not be read: it has a new clientId", "account_id", acc.ID)
+	}
+	return s.prove(ctx, acc, lease, at.Seq, apiKey, at.Account.Edits)
 }
 
-// finish sends the edit for a pending attempt and records the answer.
-func (s *Service) finish(ctx context.Context, acc store.Account, apiKey redact.Secret) (store.Account, error) {
-	_, err := s.crm.EditModule(ctx, acc.SystemURL, apiKey, s.module.For(acc, true))
-	// What follows must happen even if the caller hung up.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.writeTimeout)
-	defer cancel()
+// prove sends, under lease, the edit for attempt seq with its key, and
+// records the answer: the key is the account's once the CRM accepted it
+// (if no newer attempt's key was accepted first); a definitive refusal
+// ends the attempt; anything else leaves it to the sweeper.
+func (s *Service) prove(ctx context.Context, acc store.Account, lease store.Lease, seq int64, key redact.Secret, editsBefore int64) (store.Account, error) {
+	// While this attempt waited its turn, another one proved this very key
+	// and the CRM has the account's intention: a double click, already done.
+	if acc.Edits > editsBefore && acc.Connected && acc.APIKey.Equal(key) && acc.InSync() {
+		return s.settle(ctx, lease, acc, store.Sync{Sent: acc.State(), FromVersion: acc.SyncedVersion, Proved: key, ProvedSeq: seq})
+	}
+	want := acc.Want
+	_, err := s.crm.EditModule(ctx, acc.SystemURL, key, s.module.edit(acc, want))
 	if err != nil {
+		wctx, cancel := s.writeCtx(ctx)
+		defer cancel()
 		if Definitive(err) {
-			if aerr := s.accounts.AbortConnect(wctx, acc.ID, apiKey); aerr != nil {
+			if _, aerr := s.store.Abort(wctx, lease, acc, seq); aerr != nil {
 				s.log.Error("recording a refused connection failed; the sweeper will retry", "account_id", acc.ID, "err", aerr)
 			}
+		} else {
+			s.release(wctx, lease)
 		}
 		return acc, err
 	}
-	done, err := s.accounts.CompleteConnect(wctx, acc.ID, apiKey)
+	return s.settle(ctx, lease, acc, store.Sync{
+		Sent: want, FromVersion: acc.WantVersion, Proved: key, ProvedSeq: seq, Edited: true,
+		Changes: []store.Change{connected(acc, key, seq)},
+	})
+}
+
+// connected is the event for a key the CRM accepted.
+func connected(acc store.Account, key redact.Secret, seq int64) store.Change {
+	if !acc.Connected {
+		return store.Change{Type: store.EventConnected}
+	}
+	applied := seq > acc.KeySeq
+	return store.Change{Type: store.EventReconnected, KeyChanged: applied && !acc.APIKey.Equal(key)}
+}
+
+// settle records an exchange under lease. If the account's intention
+// changed while the edit was on its way (an activity callback), the CRM is
+// told the latest one, a few times at most; what remains is the sweeper's.
+func (s *Service) settle(ctx context.Context, lease store.Lease, read store.Account, sy store.Sync) (store.Account, error) {
+	acc, err := s.record(ctx, lease, read, sy)
 	if err != nil {
-		return acc, fmt.Errorf("complete connect: %w", err)
+		if !errors.Is(err, store.ErrLeaseLost) {
+			s.release(ctx, lease)
+		}
+		return read, fmt.Errorf("record: %w", err)
 	}
-	if acc.Connected && acc.APIKey != apiKey {
-		s.log.Info("api key replaced after the CRM accepted the new one", "account_id", acc.ID, "system_url", acc.SystemURL)
+	for range 3 {
+		if acc.InSync() || ctx.Err() != nil {
+			break
+		}
+		want := acc.Want
+		if _, err := s.crm.EditModule(ctx, acc.SystemURL, acc.APIKey, s.module.edit(acc, want)); err != nil {
+			break
+		}
+		next, err := s.record(ctx, lease, acc, store.Sync{Sent: want, FromVersion: acc.WantVersion, Edited: true})
+		if err != nil {
+			return acc, nil // what the caller asked for is recorded; the sweeper carries on
+		}
+		acc = next
 	}
-	return done, nil
+	if !acc.InSync() {
+		s.release(ctx, lease) // the account is in the sweeper's queue
+	}
+	return acc, nil
+}
+
+func (s *Service) record(ctx context.Context, lease store.Lease, read store.Account, sy store.Sync) (store.Account, error) {
+	wctx, cancel := s.writeCtx(ctx)
+	defer cancel()
+	return s.store.Record(wctx, lease, read, sy)
+}
+
+// waitLease takes an account's lease, waiting while another replica (or
+// the sweeper) talks to the shop's CRM: never longer than the caller's
+// deadline or one lease's life.
+func (s *Service) waitLease(ctx context.Context, id string) (store.Account, store.Lease, []string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.store.LeaseTTL())
+	defer cancel()
+	wait := 2 * time.Millisecond
+	for {
+		acc, lease, bad, err := s.store.Acquire(ctx, id)
+		if !errors.Is(err, store.ErrLeaseHeld) {
+			return acc, lease, bad, err
+		}
+		t := time.NewTimer(wait/2 + rand.N(wait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return store.Account{}, store.Lease{}, nil, fmt.Errorf("%w: another exchange with this shop's CRM is still under way", crm.ErrUnavailable)
+		case <-t.C:
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
+// lockAccount serialises, in this process, everything that talks to one
+// shop's CRM, then takes the account's lease (which serialises replicas).
+func (s *Service) lockAccount(ctx context.Context, acc store.Account) (store.Account, store.Lease, func(), error) {
+	unlock, err := s.locks.lock(ctx, acc.SystemURL)
+	if err != nil {
+		return acc, store.Lease{}, nil, err
+	}
+	fresh, lease, bad, err := s.waitLease(ctx, acc.ID)
+	if err != nil {
+		unlock()
+		return acc, store.Lease{}, nil, err
+	}
+	if len(bad) > 0 {
+		s.release(ctx, lease)
+		unlock()
+		return acc, store.Lease{}, nil, fmt.Errorf("%w: account %s", store.ErrUnreadable, acc.ID)
+	}
+	return fresh, lease, unlock, nil
+}
+
+func (s *Service) release(ctx context.Context, l store.Lease) {
+	wctx, cancel := s.writeCtx(ctx)
+	defer cancel()
+	if err := s.store.Release(wctx, l); err != nil {
+		s.log.Warn("releasing an account lease failed; it expires by itself", "account_id", l.AccountID, "err", err)
+	}
+}
+
+// writeCtx is for writes that must happen even if the caller hung up.
+func (s *Service) writeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.writeTimeout)
 }
 
 // Definitive reports whether a CRM failure is final for this key, as

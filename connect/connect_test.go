@@ -20,28 +20,28 @@ import (
 // flaky fails chosen store calls, to cut a connection short at each step.
 type flaky struct {
 	*store.Redis
-	failBegin, failComplete, failAbort error
+	failBegin, failRecord, failAbort error
 }
 
-func (f *flaky) BeginConnect(ctx context.Context, u string, k redact.Secret) (store.Account, error) {
+func (f *flaky) BeginConnect(ctx context.Context, u string, k redact.Secret) (store.Attempt, error) {
 	if f.failBegin != nil {
-		return store.Account{}, f.failBegin
+		return store.Attempt{}, f.failBegin
 	}
 	return f.Redis.BeginConnect(ctx, u, k)
 }
 
-func (f *flaky) CompleteConnect(ctx context.Context, id string, k redact.Secret) (store.Account, error) {
-	if f.failComplete != nil {
-		return store.Account{}, f.failComplete
+func (f *flaky) Record(ctx context.Context, l store.Lease, read store.Account, sy store.Sync) (store.Account, error) {
+	if f.failRecord != nil {
+		return store.Account{}, f.failRecord
 	}
-	return f.Redis.CompleteConnect(ctx, id, k)
+	return f.Redis.Record(ctx, l, read, sy)
 }
 
-func (f *flaky) AbortConnect(ctx context.Context, id string, k redact.Secret) error {
+func (f *flaky) Abort(ctx context.Context, l store.Lease, read store.Account, seq int64) (store.AbortOutcome, error) {
 	if f.failAbort != nil {
-		return f.failAbort
+		return "", f.failAbort
 	}
-	return f.Redis.AbortConnect(ctx, id, k)
+	return f.Redis.Abort(ctx, l, read, seq)
 }
 
 var errStoreDown = errors.New("redis: connection refused")
@@ -70,12 +70,14 @@ func (e *env) restart(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	s.SetClock(func() time.Time { return e.now })
+	s.SetTimings(30*time.Second, time.Minute)
 	e.store = &flaky{Redis: s}
 	client := crm.New(crm.Options{Timeout: time.Second, AllowInsecure: true, RetryWait: time.Millisecond, RetryMaxWait: 2 * time.Millisecond})
 	e.svc = connect.New(client, e.store, connect.Module{
 		Code: "demo", IntegrationCode: "demo", Name: "Demo", BaseURL: "https://module.test",
 		Scopes: []string{"integration_read", "integration_write"},
 	}, nil)
+	e.svc.SetClock(func() time.Time { return e.now })
 }
 
 func (e *env) account(t *testing.T) (store.Account, error) {
@@ -86,7 +88,7 @@ func (e *env) account(t *testing.T) (store.Account, error) {
 func (e *env) sweep(t *testing.T, after time.Duration) connect.SweepResult {
 	t.Helper()
 	e.now = e.now.Add(after)
-	res, err := e.svc.Sweep(t.Context(), e.now, time.Minute, time.Hour)
+	res, err := e.svc.Sweep(t.Context(), e.now)
 	require.NoError(t, err)
 	return res
 }
@@ -147,7 +149,7 @@ func TestCRMOutageLeavesAPendingAccountTheSweeperFinishes(t *testing.T) {
 func TestStoreFailureAfterCRMSuccessIsFinishedAfterARestart(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
 		e := newEnv(t, b)
-		e.store.failComplete = errStoreDown
+		e.store.failRecord = errStoreDown
 		_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
 		require.ErrorIs(t, err, errStoreDown)
 		acc, err := e.account(t)
@@ -167,9 +169,9 @@ func TestStoreFailureAfterCRMSuccessIsFinishedAfterARestart(t *testing.T) {
 func TestTheOwnersNextClickFinishesAPendingAccount(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
 		e := newEnv(t, b)
-		e.store.failComplete = errStoreDown
+		e.store.failRecord = errStoreDown
 		first, _ := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
-		e.store.failComplete = nil
+		e.store.failRecord = nil
 		second, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
 		require.NoError(t, err)
 		assert.Equal(t, first.ID, second.ID)
@@ -198,6 +200,7 @@ func TestFailedAbortIsRetriedByTheSweeper(t *testing.T) {
 func TestSweeperGivesUpOnACRMThatStaysDown(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
 		e := newEnv(t, b, crmtest.Edit("", crmtest.Status(503)))
+		e.svc.SetSweepOptions(connect.SweepOptions{GiveUp: time.Hour})
 		_, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
 		require.Error(t, err)
 		assert.Equal(t, connect.SweepResult{Retrying: 1}, e.sweep(t, 2*time.Minute))
@@ -242,25 +245,41 @@ func TestMoveNeedsTheKeyToWorkAtTheNewAddress(t *testing.T) {
 		e := newEnv(t, b)
 		acc, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
 		require.NoError(t, err)
+		on := store.State{Active: true}
 
-		elsewhere := crmtest.New(t, crmtest.Edit("", crmtest.Status(401)))
-		_, err = e.svc.Move(t.Context(), acc, elsewhere.URL)
-		require.ErrorIs(t, err, crm.ErrUnauthorized)
+		elsewhere := crmtest.New(t, crmtest.Scopes("key-1")) // does not know the key
+		_, err = e.svc.Activity(t.Context(), acc, on, elsewhere.URL, true)
+		require.ErrorIs(t, err, connect.ErrMoveRefused)
+		assert.Empty(t, elsewhere.Edits(), "no edit goes to a host where the key is not proven")
 		got, err := e.store.Get(t.Context(), acc.ID)
 		require.NoError(t, err)
-		assert.Equal(t, e.fake.URL, got.SystemURL, "a refused move changes nothing")
+		assert.Equal(t, e.fake.URL, got.SystemURL, "a refused move changes the address not")
+		assert.Equal(t, store.EventMoveRefused, lastEventType(t, e))
+
+		third := crmtest.New(t)
+		_, err = e.svc.Activity(t.Context(), acc, on, third.URL, false)
+		require.ErrorIs(t, err, connect.ErrMoveRefused, "outside the CRM's clouds a move is never followed")
+		assert.Empty(t, third.Calls(), "nothing at all is sent to such a host")
 
 		newHome := crmtest.New(t)
-		moved, err := e.svc.Move(t.Context(), acc, newHome.URL)
+		moved, err := e.svc.Activity(t.Context(), acc, on, newHome.URL, true)
 		require.NoError(t, err)
 		assert.Equal(t, newHome.URL, moved.SystemURL)
 		require.Len(t, newHome.Edits(), 1)
 		assert.Equal(t, acc.ClientID.Reveal(), newHome.Edits()[0].Module["clientId"])
-		events, err := e.store.Events(t.Context(), "", 10)
+		events, err := e.store.Events(t.Context(), "", 100)
 		require.NoError(t, err)
 		assert.Equal(t, store.EventMoved, events[len(events)-1].Type)
 		assert.Equal(t, e.fake.URL, events[len(events)-1].PreviousSystemURL)
 	})
+}
+
+func lastEventType(t *testing.T, e *env) string {
+	t.Helper()
+	events, err := e.store.Events(t.Context(), "", 1000)
+	require.NoError(t, err)
+	require.NotEmpty(t, events)
+	return events[len(events)-1].Type
 }
 
 func TestDeactivateAndResyncNeedAConnectedAccount(t *testing.T) {

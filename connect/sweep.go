@@ -2,67 +2,210 @@ package connect
 
 import (
 	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
 	"time"
+
+	"github.com/modulehub/simpleconnect/store"
 )
+
+// SweepOptions bound the sweeper.
+type SweepOptions struct {
+	// Batch is how many due accounts one sweep takes (default 200).
+	Batch int
+	// Concurrency is how many shops' CRMs one sweep talks to at once
+	// (default 8).
+	Concurrency int
+	// GiveUp is how long a connection attempt may stay unfinished before it
+	// is dropped (default 24h).
+	GiveUp time.Duration
+	// MaxTries is how many failed tries bringing a CRM to an intention get
+	// before it is given up (default 12: with the backoff, about a day).
+	MaxTries int
+	// Backoff is the wait after the first failed try; it doubles up to
+	// MaxBackoff (defaults 1m, 2h).
+	Backoff, MaxBackoff time.Duration
+}
+
+func (o SweepOptions) withDefaults() SweepOptions {
+	if o.Batch <= 0 {
+		o.Batch = 200
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	if o.GiveUp <= 0 {
+		o.GiveUp = 24 * time.Hour
+	}
+	if o.MaxTries <= 0 {
+		o.MaxTries = 12
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = time.Minute
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 2 * time.Hour
+	}
+	return o
+}
+
+// SetSweepOptions replaces the sweeper's bounds (zero fields: defaults).
+func (s *Service) SetSweepOptions(o SweepOptions) { s.sweep = o.withDefaults() }
 
 // SweepResult counts what one sweep did.
 type SweepResult struct {
-	Completed, Aborted, Retrying int
+	Completed  int // pending connections the CRM accepted
+	Synced     int // intentions the CRM now has
+	Aborted    int // pending connections dropped (refused, or too old)
+	Abandoned  int // intentions given up
+	Retrying   int // left for a later sweep
+	Skipped    int // someone else was on it, or nothing was left to do
+	Unreadable int // accounts that cannot be read
 }
 
-// Sweep finishes connections left pending for longer than grace: it sends
-// the edit again with the pending key (the same clientId, so the CRM sees
-// the same module), completes on success, forgets the attempt on a
-// definitive refusal or once it is older than giveUp, and otherwise leaves
-// it for the next sweep.
-func (s *Service) Sweep(ctx context.Context, now time.Time, grace, giveUp time.Duration) (SweepResult, error) {
+func (r *SweepResult) add(o SweepResult) {
+	r.Completed += o.Completed
+	r.Synced += o.Synced
+	r.Aborted += o.Aborted
+	r.Abandoned += o.Abandoned
+	r.Retrying += o.Retrying
+	r.Skipped += o.Skipped
+	r.Unreadable += o.Unreadable
+}
+
+// Sweep finishes what registers, switch-offs and callbacks left undone
+// (a crash, a lost reply, a CRM outage) and is due at now: a pending
+// attempt's edit is sent again with its key and the account's current
+// intention (the same clientId, so the CRM sees the same module), an
+// intention the CRM lacks is sent with the account's key. Each account is
+// worked on under its lease (so replicas never do it twice), a few shops at
+// a time; a failed try is retried later with a growing backoff, so one
+// shop's dead CRM never holds the others up.
+func (s *Service) Sweep(ctx context.Context, now time.Time) (SweepResult, error) {
 	var res SweepResult
-	stale, err := s.accounts.InFlight(ctx, now.Add(-grace), 100)
+	ids, err := s.store.Due(ctx, now, s.sweep.Batch)
 	if err != nil {
 		return res, err
 	}
-	for _, acc := range stale {
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs []error
+		sem  = make(chan struct{}, s.sweep.Concurrency)
+	)
+	for _, id := range ids {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
 		if ctx.Err() != nil {
-			return res, ctx.Err()
+			break
 		}
-		key := acc.PendingAPIKey
-		if key.IsZero() {
-			continue
-		}
-		_, err := s.finish(ctx, acc, key)
-		switch {
-		case err == nil:
-			res.Completed++
-			s.log.Info("sweeper completed a pending connection", "account_id", acc.ID)
-		case Definitive(err):
-			res.Aborted++
-			s.log.Info("sweeper dropped a pending connection the CRM refused", "account_id", acc.ID, "err", err)
-		case now.Sub(acc.PendingSince) > giveUp:
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.writeTimeout)
-			aerr := s.accounts.AbortConnect(wctx, acc.ID, key)
-			cancel()
-			if aerr != nil {
-				return res, aerr
+		wg.Go(func() {
+			defer func() { <-sem }()
+			o, err := s.sweepOne(ctx, id, now)
+			mu.Lock()
+			defer mu.Unlock()
+			res.add(o)
+			if err != nil {
+				errs = append(errs, err)
 			}
-			res.Aborted++
-			s.log.Warn("sweeper gave up on a pending connection", "account_id", acc.ID, "pending_for", now.Sub(acc.PendingSince).String(), "err", err)
-		default:
-			res.Retrying++
-		}
+		})
 	}
-	return res, nil
+	wg.Wait()
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	return res, errors.Join(errs...)
 }
 
-// RunSweeper sweeps every interval until ctx ends.
-func (s *Service) RunSweeper(ctx context.Context, every, grace, giveUp time.Duration) {
+func (s *Service) sweepOne(ctx context.Context, id string, now time.Time) (SweepResult, error) {
+	acc, lease, bad, err := s.store.Acquire(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrLeaseHeld), errors.Is(err, store.ErrNotFound):
+		return SweepResult{Skipped: 1}, nil
+	case err != nil:
+		return SweepResult{}, err
+	}
+	wctx, cancel := s.writeCtx(ctx)
+	defer cancel()
+	if len(bad) > 0 {
+		return SweepResult{Unreadable: 1}, s.store.Backoff(wctx, lease, now.Add(s.sweep.MaxBackoff))
+	}
+	backoff := func() (SweepResult, error) {
+		d := min(s.sweep.Backoff<<min(acc.Tries, 20), s.sweep.MaxBackoff)
+		d += rand.N(d/10 + 1)
+		return SweepResult{Retrying: 1}, s.store.Backoff(wctx, lease, now.Add(d))
+	}
+	switch {
+	case !acc.PendingAPIKey.IsZero():
+		seq := acc.PendingSeq
+		if now.Sub(acc.PendingSince) > s.sweep.GiveUp {
+			if _, err := s.store.Abort(wctx, lease, acc, seq); err != nil {
+				return SweepResult{}, err
+			}
+			s.log.Warn("sweeper gave up on a pending connection", "account_id", acc.ID, "pending_for", now.Sub(acc.PendingSince).String())
+			return SweepResult{Aborted: 1}, nil
+		}
+		want := acc.Want
+		_, err := s.crm.EditModule(ctx, acc.SystemURL, acc.PendingAPIKey, s.module.edit(acc, want))
+		switch {
+		case err == nil:
+			if _, err := s.settle(ctx, lease, acc, store.Sync{
+				Sent: want, FromVersion: acc.WantVersion, Proved: acc.PendingAPIKey, ProvedSeq: seq, Edited: true,
+				Changes: []store.Change{connected(acc, acc.PendingAPIKey, seq)},
+			}); err != nil {
+				return SweepResult{}, err
+			}
+			s.log.Info("sweeper completed a pending connection", "account_id", acc.ID)
+			return SweepResult{Completed: 1}, nil
+		case Definitive(err):
+			if _, err := s.store.Abort(wctx, lease, acc, seq); err != nil {
+				return SweepResult{}, err
+			}
+			s.log.Info("sweeper dropped a pending connection the CRM refused", "account_id", acc.ID, "err", err)
+			return SweepResult{Aborted: 1}, nil
+		default:
+			return backoff()
+		}
+	case !acc.InSync():
+		if acc.APIKey.IsZero() || acc.Tries >= s.sweep.MaxTries {
+			s.log.Warn("sweeper gave up bringing a CRM to the account's intention", "account_id", acc.ID, "tries", acc.Tries)
+			return SweepResult{Abandoned: 1}, s.store.Abandon(wctx, lease)
+		}
+		want := acc.Want
+		_, err := s.crm.EditModule(ctx, acc.SystemURL, acc.APIKey, s.module.edit(acc, want))
+		switch {
+		case err == nil:
+			if _, err := s.settle(ctx, lease, acc, store.Sync{Sent: want, FromVersion: acc.WantVersion, Edited: true}); err != nil {
+				return SweepResult{}, err
+			}
+			return SweepResult{Synced: 1}, nil
+		case Definitive(err):
+			s.log.Warn("the CRM refuses the account's intention: given up", "account_id", acc.ID, "err", err)
+			return SweepResult{Abandoned: 1}, s.store.Abandon(wctx, lease)
+		default:
+			return backoff()
+		}
+	default:
+		return SweepResult{Skipped: 1}, s.store.Backoff(wctx, lease, now) // nothing left: leaves the queue
+	}
+}
+
+// RunSweeper sweeps every interval until ctx ends; each sweep gets at most
+// one interval.
+func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			res, err := s.Sweep(ctx, now, grace, giveUp)
+		case <-t.C:
+			sctx, cancel := context.WithTimeout(ctx, every)
+			res, err := s.Sweep(sctx, s.now())
+			cancel()
 			if err != nil && ctx.Err() == nil {
 				s.log.Error("sweep failed", "err", err)
 			}

@@ -143,7 +143,7 @@ func (s *server) handleAccountSettings(c echo.Context) error {
 		}
 		return c.Render(http.StatusUnprocessableEntity, "account.html", v)
 	}
-	if _, err := s.accounts.SaveSettings(c.Request().Context(), acc.ID, values); err != nil {
+	if _, err := s.accounts.SaveSettings(c.Request().Context(), acc, values); err != nil {
 		return err
 	}
 	c.Set("outcome", Outcome(nil))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modulehub/simpleconnect/connect"
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/store"
 )
@@ -64,23 +65,31 @@ func (s *server) handleActivity(c echo.Context) error {
 		return notFoundAs(err, errUnknownClient)
 	}
 	c.Set("account_id", acc.ID)
+	var moved string
+	follow := false
 	if req.SystemURL != "" {
-		moved, err := s.addresses.Canonical(req.SystemURL)
+		canonical, err := s.addresses.Canonical(req.SystemURL)
 		if err != nil {
-			return err
-		}
-		if moved != acc.SystemURL {
-			if _, err := s.connector.Move(ctx, acc, moved); err != nil {
-				return err
+			// Not an address we would talk to: the switch still happened in
+			// the CRM, so it is applied, and the move is refused.
+			// (Never contacted nor stored: with follow false the address only
+			// tells a move from a plain switch.)
+			if _, aerr := s.connector.Activity(ctx, acc, req.state(), req.SystemURL, false); aerr != nil && !errors.Is(aerr, connect.ErrMoveRefused) {
+				return aerr
 			}
-			s.log.InfoContext(ctx, "shop moved to a new address", "account_id", acc.ID, "from", acc.SystemURL, "to", moved)
+			return fmt.Errorf("%w: %w", connect.ErrMoveRefused, err)
+		}
+		if canonical != acc.SystemURL {
+			moved, follow = canonical, s.addresses.Follows(canonical)
 		}
 	}
-	if _, err := s.accounts.SetActivity(ctx, acc.ID, req.Active, req.Freeze); err != nil {
+	if _, err := s.connector.Activity(ctx, acc, req.state(), moved, follow); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, webhookReply{Success: true})
 }
+
+func (r ActivityRequest) state() store.State { return store.State{Active: r.Active, Frozen: r.Freeze} }
 
 // notFoundAs replaces store.ErrNotFound with a more precise error.
 func notFoundAs(err, with error) error {

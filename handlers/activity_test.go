@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modulehub/simpleconnect/crm/crmtest"
 	"github.com/modulehub/simpleconnect/store"
 )
 
@@ -80,4 +81,38 @@ func TestActivityFromANewAddressMovesTheShop(t *testing.T) {
 
 	r = h.activity(acc.ClientID.Reveal(), "https://shop.evil.example", `{"active":true,"freeze":false}`)
 	assert.False(t, r.Success, "a move is checked like a register")
+}
+
+func TestAMoveOutsideTheCRMsCloudsIsRefusedButTheSwitchApplies(t *testing.T) {
+	h := newHarness(t, nil)
+	acc := h.connected("key-move-refused")
+	box := crmtest.New(t) // a box installation: a third party's host
+	r := h.activity(acc.ClientID.Reveal(), box.URL, `{"active":false,"freeze":false}`)
+	assert.False(t, r.Success)
+	assert.Contains(t, r.ErrorMsg, "new address")
+	assert.Empty(t, box.Calls(), "the shop's key is never sent to a host the account does not follow")
+	got, err := h.store.Get(t.Context(), acc.ID)
+	require.NoError(t, err)
+	assert.Equal(t, h.fake.URL, got.SystemURL, "the address stays")
+	assert.Equal(t, store.StatusInactive, got.Status(), "the switch-off happened in the CRM: it is applied")
+	events, err := h.store.Events(t.Context(), "", 100)
+	require.NoError(t, err)
+	assert.Equal(t, store.EventMoveRefused, events[len(events)-1].Type)
+}
+
+func TestSwitchedOffAndMovedSendsOffToTheNewAddress(t *testing.T) {
+	h := newHarness(t, nil)
+	acc := h.connected("key-move-off")
+	moved := strings.Replace(h.fake.URL, "127.0.0.1", "localhost", 1)
+	before := len(h.fake.Edits())
+	r := h.activity(acc.ClientID.Reveal(), moved, `{"active":false,"freeze":false}`)
+	require.True(t, r.Success, r.ErrorMsg)
+	edits := h.fake.Edits()[before:]
+	require.Len(t, edits, 1)
+	assert.Equal(t, false, edits[0].Module["active"], "the edit carries the callback's state, never the stored one")
+	got, err := h.store.Get(t.Context(), acc.ID)
+	require.NoError(t, err)
+	assert.Equal(t, moved, got.SystemURL)
+	assert.Equal(t, store.StatusInactive, got.Status())
+	assert.True(t, got.InSync())
 }

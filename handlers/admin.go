@@ -58,25 +58,39 @@ func requireBearer(tokens []redact.Secret) echo.MiddlewareFunc {
 }
 
 // adminAccount is an account as the admin API shows it: never an API key,
-// never a clientId.
+// never a clientId. An account that cannot be read shows only its id and
+// the status "unreadable".
 type adminAccount struct {
 	ID            string            `json:"id"`
-	SystemURL     string            `json:"system_url"`
+	SystemURL     string            `json:"system_url,omitempty"`
 	Status        store.Status      `json:"status"`
 	Active        bool              `json:"active"`
 	Frozen        bool              `json:"frozen"`
 	Connected     bool              `json:"connected"`
+	Want          *adminState       `json:"want,omitempty"`
+	InSync        bool              `json:"in_sync"`
 	KeyPending    bool              `json:"key_pending"`
 	PendingSince  *time.Time        `json:"pending_since,omitempty"`
-	CreatedAt     time.Time         `json:"created_at"`
-	UpdatedAt     time.Time         `json:"updated_at"`
+	CreatedAt     *time.Time        `json:"created_at,omitempty"`
+	UpdatedAt     *time.Time        `json:"updated_at,omitempty"`
 	ConnectedAt   *time.Time        `json:"connected_at,omitempty"`
 	ActivityAt    *time.Time        `json:"activity_at,omitempty"`
 	SettingsNames []string          `json:"settings,omitempty"`
+	SealedWith    []string          `json:"sealed_with,omitempty"`
 	Links         map[string]string `json:"links"`
 }
 
+// adminState is the state the account intends the CRM to have.
+type adminState struct {
+	Active bool `json:"active"`
+	Frozen bool `json:"frozen"`
+}
+
 func toAdmin(a store.Account) adminAccount {
+	links := map[string]string{"self": "/admin/api/accounts/" + a.ID}
+	if a.Unreadable {
+		return adminAccount{ID: a.ID, Status: store.StatusUnreadable, Links: links}
+	}
 	opt := func(t time.Time) *time.Time {
 		if t.IsZero() {
 			return nil
@@ -90,10 +104,10 @@ func toAdmin(a store.Account) adminAccount {
 	slices.Sort(names)
 	return adminAccount{
 		ID: a.ID, SystemURL: a.SystemURL, Status: a.Status(), Active: a.Active, Frozen: a.Frozen,
-		Connected: a.Connected, KeyPending: !a.PendingAPIKey.IsZero(), PendingSince: opt(a.PendingSince),
-		CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt, ConnectedAt: opt(a.ConnectedAt), ActivityAt: opt(a.ActivityAt),
-		SettingsNames: names,
-		Links:         map[string]string{"self": "/admin/api/accounts/" + a.ID},
+		Connected: a.Connected, Want: &adminState{a.Want.Active, a.Want.Frozen}, InSync: a.InSync(),
+		KeyPending: !a.PendingAPIKey.IsZero(), PendingSince: opt(a.PendingSince),
+		CreatedAt: opt(a.CreatedAt), UpdatedAt: opt(a.UpdatedAt), ConnectedAt: opt(a.ConnectedAt), ActivityAt: opt(a.ActivityAt),
+		SettingsNames: names, SealedWith: a.SealedWith, Links: links,
 	}
 }
 
@@ -136,10 +150,27 @@ func (s *server) handleAdminGet(c echo.Context) error {
 		return store.ErrNotFound
 	}
 	acc, err := s.accounts.Get(c.Request().Context(), id)
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrUnreadable) {
 		return err
 	}
 	return c.JSON(http.StatusOK, toAdmin(acc))
+}
+
+// handleAdminReseal: POST /admin/api/reseal re-seals every stored
+// credential with the current ENCRYPTION_KEY (docs/operations.md).
+func (s *server) handleAdminReseal(c echo.Context) error {
+	if s.sealing == nil {
+		return errNotFound
+	}
+	rep, err := s.sealing.Reseal(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if rep.ByKey == nil {
+		rep.ByKey = map[string]int64{}
+	}
+	s.log.InfoContext(c.Request().Context(), "admin resealed stored credentials", "resealed", rep.Resealed, "unreadable", rep.Unreadable)
+	return c.JSON(http.StatusOK, rep)
 }
 
 // handleAdminDeactivate: POST /admin/api/accounts/{id}/deactivate[?local_only=true]

@@ -111,7 +111,7 @@ func TestAdminListFiltersAndPages(t *testing.T) {
 		ids = append(ids, h.connected("key-list").ID)
 	}
 	// The last one switches off.
-	last, err := h.store.SetActivity(t.Context(), ids[4], false, false)
+	last, err := h.store.SetActivity(t.Context(), ids[4], store.State{}, store.Lease{})
 	require.NoError(t, err)
 	require.Equal(t, store.StatusInactive, last.Status())
 

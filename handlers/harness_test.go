@@ -103,9 +103,11 @@ func newHarness(t *testing.T, fakeOpts []crmtest.Option, opts ...harnessOption) 
 	}, log)
 	schema, err := settings.Load(cfg.ModuleSettingsFile)
 	require.NoError(t, err)
+	addresses := handlers.AddressPolicy(cfg)
+	addresses.MoveHosts = []string{"localhost"} // the fake CRM's "cloud": moves to it are followed
 	h.srv = httptest.NewServer(handlers.New(handlers.Deps{
 		Config: cfg, Log: log, Connector: connector, Accounts: h.store, Sessions: h.store, Store: h.store,
-		Settings: schema,
+		Sealing: h.store, Settings: schema, Addresses: &addresses,
 	}))
 	t.Cleanup(h.srv.Close)
 	t.Cleanup(h.assertNoSecretsLogged)

@@ -43,7 +43,7 @@ func BenchmarkParseRegister(b *testing.B) {
 
 // BenchmarkRegister is one POST /register through the real server: form
 // parsing, token, address check, rate limiter, credentials check and module
-// edit against the fake CRM over loopback, BeginConnect and CompleteConnect,
+// edit against the fake CRM over loopback, BeginConnect and Record,
 // the JSON request log. Every iteration reconnects the same shop with the
 // same key (the fake CRM has one address); a first connection differs only
 // in a new id and clientId. Allocations include the fake CRM's and, on

@@ -49,5 +49,6 @@ func (s *server) routes(e *echo.Echo) {
 	admin.POST("/accounts/:id/deactivate", s.handleAdminDeactivate)
 	admin.POST("/accounts/:id/resync", s.handleAdminResync)
 	admin.GET("/events", s.handleAdminEvents)
+	admin.POST("/reseal", s.handleAdminReseal)
 	admin.Any("/*", func(echo.Context) error { return errNotFound })
 }

@@ -24,7 +24,7 @@ type Connector interface {
 	Connect(ctx context.Context, systemURL string, apiKey redact.Secret) (store.Account, error)
 	Deactivate(ctx context.Context, id string, localOnly bool) (store.Account, error)
 	Resync(ctx context.Context, id string) (store.Account, error)
-	Move(ctx context.Context, acc store.Account, systemURL string) (store.Account, error)
+	Activity(ctx context.Context, acc store.Account, st store.State, newURL string, follow bool) (store.Account, error)
 }
 
 var _ Connector = (*connect.Service)(nil)
@@ -33,10 +33,14 @@ var _ Connector = (*connect.Service)(nil)
 type Accounts interface {
 	Get(ctx context.Context, id string) (store.Account, error)
 	FindByClientID(ctx context.Context, clientID redact.Secret) (store.Account, error)
-	SetActivity(ctx context.Context, id string, active, frozen bool) (store.Account, error)
 	List(ctx context.Context, q store.ListQuery) (store.Page, error)
 	Events(ctx context.Context, after string, count int64) ([]store.Event, error)
-	SaveSettings(ctx context.Context, id string, settings map[string]string) (store.Account, error)
+	SaveSettings(ctx context.Context, read store.Account, settings map[string]string) (store.Account, error)
+}
+
+// Sealing is what the admin API needs to re-seal stored credentials.
+type Sealing interface {
+	Reseal(ctx context.Context) (store.ResealReport, error)
 }
 
 // Sessions is what the account page needs to remember a signed-in browser.
@@ -55,6 +59,7 @@ var (
 	_ Accounts = (*store.Redis)(nil)
 	_ Sessions = (*store.Redis)(nil)
 	_ Pinger   = (*store.Redis)(nil)
+	_ Sealing  = (*store.Redis)(nil)
 )
 
 // Deps are the server's dependencies.
@@ -65,6 +70,9 @@ type Deps struct {
 	Accounts  Accounts
 	Sessions  Sessions
 	Store     Pinger
+	// Sealing re-seals stored credentials (admin API); nil: the route
+	// answers 404.
+	Sealing Sealing
 	// Addresses validates shop addresses; built from Config when nil.
 	Addresses *verify.AddressPolicy
 	// Limiter limits public endpoints per client; nil: no limit.
@@ -86,6 +94,7 @@ type server struct {
 	accounts  Accounts
 	sessions  Sessions
 	store     Pinger
+	sealing   Sealing
 	addresses verify.AddressPolicy
 	limiter   RateLimiter
 	metrics   *metrics.Metrics
@@ -103,7 +112,7 @@ func New(d Deps) *echo.Echo {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &server{
-		cfg: d.Config, log: d.Log, connector: d.Connector, accounts: d.Accounts, sessions: d.Sessions, store: d.Store,
+		cfg: d.Config, log: d.Log, connector: d.Connector, accounts: d.Accounts, sessions: d.Sessions, store: d.Store, sealing: d.Sealing,
 		limiter: d.Limiter, metrics: d.Metrics, pages: mustParsePages(),
 		words: i18n.MustLoad(), settings: d.Settings,
 	}
@@ -129,6 +138,7 @@ func New(d Deps) *echo.Echo {
 func AddressPolicy(cfg config.Config) verify.AddressPolicy {
 	return verify.AddressPolicy{
 		AllowedHosts: cfg.CRMAllowedHosts, AllowedPorts: cfg.AllowedPortStrings(), AllowInsecure: cfg.CRMAllowInsecure,
+		MoveHosts: config.DefaultCRMHosts,
 	}
 }
 

@@ -42,7 +42,7 @@ func (s stubConnector) Resync(context.Context, string) (store.Account, error) {
 	return store.Account{}, s.err
 }
 
-func (s stubConnector) Move(context.Context, store.Account, string) (store.Account, error) {
+func (s stubConnector) Activity(context.Context, store.Account, store.State, string, bool) (store.Account, error) {
 	return store.Account{}, s.err
 }
 

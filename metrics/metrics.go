@@ -28,6 +28,7 @@ type Metrics struct {
 	storeErrors   *prometheus.CounterVec
 	sweeps        *prometheus.CounterVec
 	domainRefresh *prometheus.CounterVec
+	sealed        *prometheus.GaugeVec
 
 	// httpSeries caches the two series of each route, method and status
 	// class: label lookups hash their values on every call, and this runs
@@ -83,9 +84,12 @@ func New() *Metrics {
 		domainRefresh: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "simpleconnect_domain_list_refreshes_total", Help: "Fetches of the CRM's domain lists by outcome.",
 		}, []string{"outcome"}),
+		sealed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "simpleconnect_sealed_accounts", Help: "Accounts sealed (fully or in part) with each encryption key id; an old key may go once its count is 0.",
+		}, []string{"key_id"}),
 	}
 	r.MustRegister(m.httpRequests, m.httpDuration, m.registers, m.crmAttempts, m.crmDuration, m.crmRetries,
-		m.storeErrors, m.sweeps, m.domainRefresh,
+		m.storeErrors, m.sweeps, m.domainRefresh, m.sealed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -149,14 +153,28 @@ func (m *Metrics) CRMAttempt(op string, status int, retry bool, d time.Duration)
 	}
 }
 
-// Sweep records what one sweep did.
-func (m *Metrics) Sweep(completed, aborted, retrying int) {
+// Sweep records what one sweep did: accounts by result (completed,
+// synced, aborted, abandoned, retrying, skipped, unreadable).
+func (m *Metrics) Sweep(results map[string]int) {
 	if m == nil {
 		return
 	}
-	m.sweeps.WithLabelValues("completed").Add(float64(completed))
-	m.sweeps.WithLabelValues("aborted").Add(float64(aborted))
-	m.sweeps.WithLabelValues("retrying").Add(float64(retrying))
+	for result, n := range results {
+		m.sweeps.WithLabelValues(result).Add(float64(n))
+	}
+}
+
+// SealedAccounts sets how many accounts each encryption key id sealed
+// (the store's own count; the key ids are the configured keys' and those
+// found in the store, so the label set stays small).
+func (m *Metrics) SealedAccounts(byKey map[string]int64) {
+	if m == nil {
+		return
+	}
+	m.sealed.Reset()
+	for id, n := range byKey {
+		m.sealed.WithLabelValues(id).Set(float64(n))
+	}
 }
 
 // DomainRefresh records a domain list fetch.

@@ -27,7 +27,7 @@ func TestNilMetricsRecordNothingAndDoNotPanic(t *testing.T) {
 	m.HTTP("/config", "GET", 200, time.Millisecond)
 	m.Register("ok")
 	m.CRMAttempt("edit", 503, true, time.Millisecond)
-	m.Sweep(1, 2, 3)
+	m.Sweep(map[string]int{"completed": 1, "aborted": 2, "retrying": 3})
 	m.DomainRefresh("ok")
 }
 

@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -18,6 +19,11 @@ func (s Secret) Reveal() string { return string(s) }
 
 // IsZero reports whether the secret is empty.
 func (s Secret) IsZero() bool { return s == "" }
+
+// Equal compares two secrets in constant time (for equal lengths).
+func (s Secret) Equal(o Secret) bool {
+	return subtle.ConstantTimeCompare([]byte(s), []byte(o)) == 1
+}
 
 // String implements fmt.Stringer.
 func (Secret) String() string { return Placeholder }

@@ -60,6 +60,19 @@ func NewKeyring(keys ...[]byte) (*Keyring, error) {
 	return k, nil
 }
 
+// IDs returns the key ids of the ring, the current one first.
+func (k *Keyring) IDs() []uint32 {
+	out := make([]uint32, len(k.keys))
+	for i, kk := range k.keys {
+		out[i] = kk.id
+	}
+	return out
+}
+
+// FormatKeyID writes a key id as 8 hex digits, the form logs, metrics and
+// the admin API use.
+func FormatKeyID(id uint32) string { return fmt.Sprintf("%08x", id) }
+
 // NewRandomKey returns a fresh 32-byte key from crypto/rand.
 func NewRandomKey() []byte {
 	b := make([]byte, 32)

@@ -10,9 +10,17 @@ import (
 // Errors of the store.
 var (
 	ErrNotFound = errors.New("store: not found")
-	// ErrConflict means concurrent writers kept changing the same account;
-	// the caller may try again.
-	ErrConflict = errors.New("store: too many concurrent changes, try again")
+	// ErrUnreadable means an account's record exists but cannot be opened:
+	// corrupted, or sealed with a key ENCRYPTION_KEY no longer lists. Lists,
+	// the sweeper and reseal skip such an account and count it; every other
+	// account keeps working.
+	ErrUnreadable = errors.New("store: account cannot be read (corrupt, or sealed with a key that is not configured)")
+	// ErrLeaseHeld means another request or replica is talking to this
+	// shop's CRM right now; the caller waits its turn or moves on.
+	ErrLeaseHeld = errors.New("store: the account is being synced by someone else")
+	// ErrLeaseLost means the caller's lease ran out and another holder took
+	// the account: what the caller learnt is not recorded.
+	ErrLeaseLost = errors.New("store: the lease on the account was lost")
 )
 
 // Status is where an account is in its life.
@@ -26,30 +34,58 @@ const (
 	StatusActive   Status = "active"
 	StatusInactive Status = "inactive"
 	StatusFrozen   Status = "frozen"
+	// StatusUnreadable is shown for an account whose record cannot be
+	// opened (only lists and the admin API carry it; it is never indexed).
+	StatusUnreadable Status = "unreadable"
 )
 
-// Statuses lists every Status, for validation and indexes.
+// Statuses lists every indexed Status, for validation and indexes.
 var Statuses = []Status{StatusPending, StatusActive, StatusInactive, StatusFrozen}
 
+// State is the module's switch in a shop's CRM: on or off, frozen or not.
+type State struct {
+	Active bool
+	Frozen bool
+}
+
 // Account is one shop that connected the module.
+//
+// Two states are kept apart. Active and Frozen are what the shop's CRM has:
+// the last state it accepted from an edit, or told us in an activity
+// callback. Want is what the CRM should have: the owner's and the CRM's
+// latest intention. They differ only while an edit is on its way (or was
+// cut short and waits for the sweeper); WantVersion and SyncedVersion say
+// which intention the CRM has accepted.
 type Account struct {
 	// ID is immutable and not a credential: admin API, logs and events use it.
 	ID string
 	// ClientID is the credential the CRM sends back (account page, activity
-	// callback). At least 256 random bits.
+	// callback). At least 256 random bits; never changes.
 	ClientID redact.Secret
 	// SystemURL is the shop's CRM address in canonical form.
 	SystemURL string
-	// APIKey is the key the CRM last accepted for this shop.
+	// APIKey is the key the CRM last accepted for this shop, and KeySeq the
+	// attempt that proved it.
 	APIKey redact.Secret
-	// PendingAPIKey is a key a register is proving right now (empty when
-	// none); it replaces APIKey only after the CRM accepted it.
+	KeySeq int64
+
+	// PendingAPIKey is the key of the newest connection attempt (PendingSeq)
+	// while the CRM has not accepted it yet; empty when none is under way.
 	PendingAPIKey redact.Secret
+	PendingSeq    int64
 	PendingSince  time.Time
 
 	Connected bool // the CRM accepted the module at least once
-	Active    bool
-	Frozen    bool
+	Active    bool // the CRM has the module switched on
+	Frozen    bool // the CRM froze the module (billing)
+
+	Want          State
+	WantVersion   int64
+	SyncedVersion int64
+	// Edits counts the edits the CRM accepted for this account.
+	Edits int64
+	// Tries counts the sweeper's failed tries of the current attempt or sync.
+	Tries int
 
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
@@ -58,11 +94,30 @@ type Account struct {
 
 	// Settings are the values of the module's connection variables.
 	Settings map[string]string
+
+	// SealedWith are the ids (hex) of the encryption keys that sealed this
+	// record's fields.
+	SealedWith []string
+	// Unreadable is set, with only ID filled in, for a record that could
+	// not be opened (lists and bulk reads).
+	Unreadable bool
+
+	// raw is the record as read, to re-seal what an older key sealed.
+	raw map[string]string
 }
+
+// State is what the CRM has.
+func (a Account) State() State { return State{Active: a.Active, Frozen: a.Frozen} }
+
+// InSync reports whether the CRM has accepted the account's latest
+// intention.
+func (a Account) InSync() bool { return a.SyncedVersion >= a.WantVersion || a.Want == a.State() }
 
 // Status derives the account's status from its flags.
 func (a Account) Status() Status {
 	switch {
+	case a.Unreadable:
+		return StatusUnreadable
 	case !a.Connected:
 		return StatusPending
 	case a.Frozen:

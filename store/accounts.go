@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"maps"
 	"strconv"
 	"time"
@@ -15,17 +18,65 @@ import (
 // ErrAddressTaken means another account already owns a shop address.
 var ErrAddressTaken = errors.New("store: another account already has this shop address")
 
-// Get returns the account with this id.
-func (s *Redis) Get(ctx context.Context, id string) (Account, error) {
-	return s.load(ctx, s.rdb, id)
+// Lease is the right to talk to one shop's CRM: while it is held, nobody
+// else sends that shop an edit, so the order the CRM sees edits in is the
+// order they are recorded in.
+type Lease struct {
+	AccountID string
+	Token     string
 }
 
-// FindByClientID returns the account a clientId belongs to.
+// Held reports whether l is a lease at all.
+func (l Lease) Held() bool { return l.Token != "" }
+
+// Attempt is a connection attempt just recorded by BeginConnect.
+type Attempt struct {
+	Account Account
+	// Seq numbers the attempt within its account; a newer one always wins.
+	Seq int64
+	// Lease is held when the attempt got the account's lease at once.
+	Lease Lease
+	// Bad lists the account's fields that could not be opened (a register
+	// repairs them with Repair).
+	Bad []string
+}
+
+// Change is an event to append with a write.
+type Change struct {
+	Type              string
+	KeyChanged        bool
+	PreviousSystemURL string
+}
+
+// Get returns the account with this id.
+func (s *Redis) Get(ctx context.Context, id string) (Account, error) {
+	h, err := s.rdb.HGetAll(ctx, s.keys.account(id)).Result()
+	if err != nil {
+		return Account{}, err
+	}
+	if len(h) == 0 {
+		return Account{}, ErrNotFound
+	}
+	return s.decodeStrict(h)
+}
+
+// FindByClientID returns the account a clientId belongs to. The account's
+// own clientId must match too: an index entry left by a clientId that was
+// replaced (an account repaired after it became unreadable) opens nothing.
 func (s *Redis) FindByClientID(ctx context.Context, clientID redact.Secret) (Account, error) {
 	if clientID.IsZero() {
 		return Account{}, ErrNotFound
 	}
-	return s.findVia(ctx, s.keys.client(clientID.Reveal()))
+	idx := s.keys.client(clientID.Reveal())
+	a, err := s.findVia(ctx, idx)
+	if err != nil {
+		return a, err
+	}
+	if !a.ClientID.Equal(clientID) {
+		s.rdb.Eval(ctx, delIfEquals, []string{idx}, a.ID) // best effort: a stale entry
+		return Account{}, ErrNotFound
+	}
+	return a, nil
 }
 
 // FindBySystemURL returns the account of a shop (canonical address).
@@ -41,243 +92,389 @@ func (s *Redis) findVia(ctx context.Context, indexKey string) (Account, error) {
 	if err != nil {
 		return Account{}, err
 	}
-	return s.load(ctx, s.rdb, id)
-}
-
-func (s *Redis) load(ctx context.Context, c redis.Cmdable, id string) (Account, error) {
-	h, err := c.HGetAll(ctx, s.keys.account(id)).Result()
-	if err != nil {
-		return Account{}, err
-	}
-	if len(h) == 0 {
-		return Account{}, ErrNotFound
-	}
-	return s.decode(h)
-}
-
-// BeginConnect records, before the CRM is called, that a register for
-// systemURL is proving apiKey. A new shop gets a pending account with a
-// fresh id and clientId; a known shop keeps both and its current key, with
-// apiKey set aside as pending. So a crash after the CRM call leaves a
-// record that the sweeper or the next register resolves, never an orphan.
-func (s *Redis) BeginConnect(ctx context.Context, systemURL string, apiKey redact.Secret) (Account, error) {
-	shopKey := s.keys.shop(systemURL)
-	var out Account
-	err := s.watch(ctx, func(tx *redis.Tx) error {
-		var prev *Account
-		id, err := tx.Get(ctx, shopKey).Result()
-		switch {
-		case err == nil:
-			if err := tx.Watch(ctx, s.keys.account(id)).Err(); err != nil {
-				return err
-			}
-			cur, err := s.load(ctx, tx, id)
-			if err == nil {
-				prev = &cur
-			} else if !errors.Is(err, ErrNotFound) {
-				return err
-			}
-		case !isNil(err):
-			return err
-		}
-		now := s.now()
-		var next Account
-		if prev != nil {
-			next = clone(*prev)
-		} else {
-			next = Account{ID: newAccountID(now), ClientID: NewClientID(), SystemURL: systemURL, CreatedAt: now}
-		}
-		next.PendingAPIKey, next.PendingSince, next.UpdatedAt = apiKey, now, now
-		if err := s.commit(ctx, tx, prev, next, nil); err != nil {
-			return err
-		}
-		out = next
-		return nil
-	}, shopKey)
-	return out, err
-}
-
-// CompleteConnect records that the CRM accepted the module with apiKey:
-// the key becomes the account's key and the account is active.
-func (s *Redis) CompleteConnect(ctx context.Context, id string, apiKey redact.Secret) (Account, error) {
-	return s.update(ctx, id, func(_ *redis.Tx, a *Account) (*Event, error) {
-		ev := &Event{Type: EventConnected}
-		if a.Connected {
-			ev.Type = EventReconnected
-			ev.KeyChanged = a.APIKey != apiKey
-		}
-		a.APIKey = apiKey
-		if a.PendingAPIKey == apiKey {
-			a.PendingAPIKey, a.PendingSince = "", time.Time{}
-		}
-		a.Connected, a.Active, a.ConnectedAt = true, true, s.now()
-		return ev, nil
-	})
-}
-
-// AbortConnect records that the CRM refused apiKey for good. A shop that
-// never connected loses its pending account; a connected one keeps its
-// current key. When a newer register took the account over (another pending
-// key), that register decides.
-func (s *Redis) AbortConnect(ctx context.Context, id string, apiKey redact.Secret) error {
-	key := s.keys.account(id)
-	return s.watch(ctx, func(tx *redis.Tx) error {
-		cur, err := s.load(ctx, tx, id)
-		if errors.Is(err, ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if cur.PendingAPIKey != apiKey {
-			return nil
-		}
-		if !cur.Connected {
-			_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				s.remove(ctx, p, cur)
-				return nil
-			})
-			return err
-		}
-		next := clone(cur)
-		next.PendingAPIKey, next.PendingSince, next.UpdatedAt = "", time.Time{}, s.now()
-		return s.commit(ctx, tx, &cur, next, nil)
-	}, key)
-}
-
-// SetActivity applies the CRM's activity callback.
-func (s *Redis) SetActivity(ctx context.Context, id string, active, frozen bool) (Account, error) {
-	return s.update(ctx, id, func(_ *redis.Tx, a *Account) (*Event, error) {
-		a.Active, a.Frozen, a.ActivityAt = active, frozen, s.now()
-		return &Event{Type: EventActivity}, nil
-	})
-}
-
-// Move changes the shop address of an account (the shop moved to a new
-// domain). It fails with ErrAddressTaken when another account has it.
-func (s *Redis) Move(ctx context.Context, id, systemURL string) (Account, error) {
-	return s.update(ctx, id, func(tx *redis.Tx, a *Account) (*Event, error) {
-		if a.SystemURL == systemURL {
-			return nil, nil
-		}
-		newKey := s.keys.shop(systemURL)
-		if err := tx.Watch(ctx, newKey).Err(); err != nil {
-			return nil, err
-		}
-		owner, err := tx.Get(ctx, newKey).Result()
-		if err == nil && owner != a.ID {
-			_, err := s.load(ctx, tx, owner)
-			if err == nil {
-				return nil, ErrAddressTaken
-			}
-			if !errors.Is(err, ErrNotFound) { // an owner we cannot read still owns the address
-				return nil, err
-			}
-		} else if err != nil && !isNil(err) {
-			return nil, err
-		}
-		ev := &Event{Type: EventMoved, PreviousSystemURL: a.SystemURL}
-		a.SystemURL = systemURL
-		return ev, nil
-	})
-}
-
-// Deactivate marks an account inactive (the module was switched off from
-// our side).
-func (s *Redis) Deactivate(ctx context.Context, id string) (Account, error) {
-	return s.update(ctx, id, func(_ *redis.Tx, a *Account) (*Event, error) {
-		a.Active = false
-		return &Event{Type: EventDeactivated}, nil
-	})
-}
-
-// SaveSettings replaces the account's connection settings.
-func (s *Redis) SaveSettings(ctx context.Context, id string, settings map[string]string) (Account, error) {
-	return s.update(ctx, id, func(_ *redis.Tx, a *Account) (*Event, error) {
-		a.Settings = maps.Clone(settings)
-		return &Event{Type: EventSettingsChanged}, nil
-	})
-}
-
-// update applies change to one account atomically; a nil event records
-// nothing in the stream.
-func (s *Redis) update(ctx context.Context, id string, change func(*redis.Tx, *Account) (*Event, error)) (Account, error) {
-	var out Account
-	err := s.watch(ctx, func(tx *redis.Tx) error {
-		cur, err := s.load(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		next := clone(cur)
-		ev, err := change(tx, &next)
-		if err != nil {
-			return err
-		}
-		next.UpdatedAt = s.now()
-		if err := s.commit(ctx, tx, &cur, next, ev); err != nil {
-			return err
-		}
-		out = next
-		return nil
-	}, s.keys.account(id))
-	return out, err
-}
-
-// commit writes next (and its indexes and event) in one MULTI/EXEC.
-func (s *Redis) commit(ctx context.Context, tx *redis.Tx, prev *Account, next Account, ev *Event) error {
-	fields, err := s.encode(next)
-	if err != nil {
-		return err
-	}
-	_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		key := s.keys.account(next.ID)
-		p.Del(ctx, key) // the hash is rewritten whole: cleared fields go, every secret is resealed with the current key
-		p.HSet(ctx, key, fields)
-		member := redis.Z{Member: next.ID}
-		p.ZAdd(ctx, s.keys.all(), member)
-		for _, st := range Statuses {
-			if st == next.Status() {
-				p.ZAdd(ctx, s.keys.index(st), member)
-			} else if prev == nil || prev.Status() == st {
-				p.ZRem(ctx, s.keys.index(st), next.ID)
-			}
-		}
-		if next.PendingAPIKey.IsZero() {
-			p.ZRem(ctx, s.keys.inflight(), next.ID)
-		} else {
-			p.ZAdd(ctx, s.keys.inflight(), redis.Z{Score: float64(next.PendingSince.UnixMilli()), Member: next.ID})
-		}
-		p.Set(ctx, s.keys.shop(next.SystemURL), next.ID, 0)
-		if prev != nil && prev.SystemURL != next.SystemURL {
-			p.Del(ctx, s.keys.shop(prev.SystemURL))
-		}
-		p.Set(ctx, s.keys.client(next.ClientID.Reveal()), next.ID, 0)
-		if ev != nil {
-			ev.AccountID, ev.SystemURL, ev.Status, ev.At = next.ID, next.SystemURL, next.Status(), next.UpdatedAt
-			s.appendEvent(ctx, p, *ev)
-		}
-		return nil
-	})
-	return err
-}
-
-// remove deletes an account and every index entry of it.
-func (s *Redis) remove(ctx context.Context, p redis.Pipeliner, a Account) {
-	p.Del(ctx, s.keys.account(a.ID), s.keys.client(a.ClientID.Reveal()))
-	p.Eval(ctx, delIfEquals, []string{s.keys.shop(a.SystemURL)}, a.ID)
-	p.ZRem(ctx, s.keys.all(), a.ID)
-	p.ZRem(ctx, s.keys.inflight(), a.ID)
-	for _, st := range Statuses {
-		p.ZRem(ctx, s.keys.index(st), a.ID)
-	}
+	return s.Get(ctx, id)
 }
 
 // delIfEquals deletes a key only if it still points at the given id.
 const delIfEquals = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
 
-func clone(a Account) Account {
-	a.Settings = maps.Clone(a.Settings)
-	return a
+// common is ARGV[1..5] of every script.
+func (s *Redis) common(now time.Time) []any {
+	return []any{
+		s.keys.tag, strconv.FormatInt(now.UnixMilli(), 10), now.UTC().Format(time.RFC3339Nano), s.maxEvents,
+		strconv.FormatInt(now.Add(s.retryAfter).UnixMilli(), 10),
+	}
+}
+
+// leaseArgs are a new lease's token, end and backstop TTL.
+func (s *Redis) leaseArgs(now time.Time, token string) []any {
+	return []any{token, strconv.FormatInt(now.Add(s.leaseTTL).UnixMilli(), 10), (2 * s.leaseTTL).Milliseconds()}
+}
+
+func changeArgs(changes []Change) []any {
+	out := []any{len(changes)}
+	for _, c := range changes {
+		out = append(out, c.Type, boolField(c.KeyChanged), c.PreviousSystemURL)
+	}
+	return out
+}
+
+func newToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// reply splits a script's reply into its verdict and the rest.
+func reply(v any) (string, []any) {
+	list, _ := v.([]any)
+	if len(list) == 0 {
+		return "", nil
+	}
+	verdict, _ := list[0].(string)
+	return verdict, list[1:]
+}
+
+// BeginConnect records, before the CRM's edit is sent, that a register for
+// systemURL is proving apiKey, as a new attempt of the shop's account: a
+// new shop gets a pending account with a fresh id and clientId; a known
+// shop keeps both and its current key, the new key set aside as pending.
+// The account's intention becomes "switched on". When nobody else is
+// talking to the shop's CRM, the attempt also gets the account's lease.
+//
+// One round trip when this replica knows the shop's account (or the shop
+// is new): the key is sealed for the account it will live in.
+func (s *Redis) BeginConnect(ctx context.Context, systemURL string, apiKey redact.Secret) (Attempt, error) {
+	shopKey := s.keys.shop(systemURL)
+	hint := s.shops.get(systemURL)
+	for range 4 {
+		now := s.now()
+		candID := newAccountID(now)
+		candKey := s.keys.account(candID)
+		cid := NewClientID()
+		var hintKey string
+		if hint != "" {
+			hintKey = s.sealField(s.keys.account(hint), fPendingKey, apiKey.Reveal())
+		}
+		token := newToken()
+		args := append(s.common(now),
+			candID, s.sealField(candKey, fClientID, cid.Reveal()), s.keys.client(cid.Reveal()),
+			s.sealField(candKey, fPendingKey, apiKey.Reveal()), hint, hintKey, systemURL)
+		args = append(args, s.leaseArgs(now, token)...)
+		res, err := scriptBegin.Run(ctx, s.rdb, []string{shopKey}, args...).Result()
+		if err != nil {
+			return Attempt{}, err
+		}
+		verdict, rest := reply(res)
+		if verdict == "retry" {
+			hint, _ = rest[0].(string)
+			continue
+		}
+		if verdict != "ok" || len(rest) < 4 {
+			return Attempt{}, fmt.Errorf("store: begin connect: unexpected reply %q", verdict)
+		}
+		id, _ := rest[0].(string)
+		seq, _ := rest[1].(int64)
+		leased, _ := rest[2].(int64)
+		s.shops.put(systemURL, id)
+		acc, bad := s.decode(hashOf(rest[3]))
+		at := Attempt{Account: acc, Seq: seq, Bad: bad}
+		if leased == 1 {
+			at.Lease = Lease{AccountID: id, Token: token}
+		}
+		return at, nil
+	}
+	return Attempt{}, errors.New("store: begin connect: the shop's account kept changing")
+}
+
+// Acquire takes an account's lease when it is free, and returns the
+// account as it is now; ErrLeaseHeld when someone else holds it. An
+// account that cannot be read is returned with the names of its bad fields.
+func (s *Redis) Acquire(ctx context.Context, id string) (Account, Lease, []string, error) {
+	now := s.now()
+	token := newToken()
+	res, err := scriptAcquire.Run(ctx, s.rdb, []string{s.keys.account(id)}, append(s.common(now), s.leaseArgs(now, token)...)...).Result()
+	if err != nil {
+		return Account{}, Lease{}, nil, err
+	}
+	switch verdict, rest := reply(res); verdict {
+	case "ok":
+		acc, bad := s.decode(hashOf(rest[0]))
+		return acc, Lease{AccountID: id, Token: token}, bad, nil
+	case "held":
+		return Account{}, Lease{}, nil, ErrLeaseHeld
+	case "gone":
+		return Account{}, Lease{}, nil, ErrNotFound
+	default:
+		return Account{}, Lease{}, nil, fmt.Errorf("store: acquire: unexpected reply %q", verdict)
+	}
+}
+
+// Release gives a lease back (a no-op when it was lost meanwhile).
+func (s *Redis) Release(ctx context.Context, l Lease) error {
+	if !l.Held() {
+		return nil
+	}
+	return scriptRelease.Run(ctx, s.rdb, []string{s.keys.lease(l.AccountID)}, append(s.common(s.now()), l.Token)...).Err()
+}
+
+// Sync is what one exchange with a shop's CRM established, to record
+// under the lease.
+type Sync struct {
+	// Sent is the state the edit carried (or, without an edit, the state
+	// the CRM is known to have).
+	Sent State
+	// FromVersion is the intention version Sent was taken from.
+	FromVersion int64
+	// NewIntention: Sent is a new intention of its own (switch-off, an
+	// activity callback), recorded unless the intention changed meanwhile.
+	NewIntention bool
+	// SystemURL is where the edit went; a new address is a move.
+	SystemURL string
+	// Proved is a key the CRM accepted for attempt ProvedSeq (empty: the
+	// exchange used the account's own key).
+	Proved    redact.Secret
+	ProvedSeq int64
+	// Activity: the exchange answers an activity callback.
+	Activity bool
+	// Edited: an edit was sent and accepted (not a local-only change).
+	Edited bool
+	// Keep holds on to the lease even when the CRM is in sync.
+	Keep    bool
+	Changes []Change
+}
+
+// Record writes what the CRM accepted, under l: its state, the key it
+// proved (which replaces the account's only if its attempt is newer than
+// the current key's), the end of that attempt if it is still the newest,
+// a move. It re-seals the account's fields with the current key. The
+// lease is released once the CRM has the account's latest intention (or
+// kept with Keep); otherwise it is extended and the returned account says
+// what to send next. ErrLeaseLost when l ran out and someone else took
+// the account; ErrAddressTaken when a move's address has another account.
+func (s *Redis) Record(ctx context.Context, l Lease, read Account, sy Sync) (Account, error) {
+	now := s.now()
+	key := s.keys.account(l.AccountID)
+	provedSeq := ""
+	proved := ""
+	if !sy.Proved.IsZero() {
+		proved = s.sealField(key, fAPIKey, sy.Proved.Reveal())
+		provedSeq = strconv.FormatInt(sy.ProvedSeq, 10)
+	}
+	url := sy.SystemURL
+	if url == "" {
+		url = read.SystemURL
+	}
+	args := append(s.common(now), l.Token, boolField(sy.Sent.Active), boolField(sy.Sent.Frozen), sy.FromVersion, url,
+		proved, provedSeq, boolField(sy.NewIntention), boolField(sy.Activity), boolField(sy.Edited), boolField(!sy.Keep))
+	args = append(args, s.leaseArgs(now, "")[1:]...)
+	args = append(args, changeArgs(sy.Changes)...)
+	args = append(args, s.resealArgs(read, fAPIKey)...)
+	res, err := scriptRecord.Run(ctx, s.rdb, []string{key}, args...).Result()
+	if err != nil {
+		return Account{}, err
+	}
+	switch verdict, rest := reply(res); verdict {
+	case "ok":
+		if url != read.SystemURL {
+			s.shops.put(url, l.AccountID)
+		}
+		return s.decodeStrict(hashOf(rest[1]))
+	case "lost":
+		return Account{}, ErrLeaseLost
+	case "taken":
+		return Account{}, ErrAddressTaken
+	case "gone":
+		return Account{}, ErrNotFound
+	default:
+		return Account{}, fmt.Errorf("store: record: unexpected reply %q", verdict)
+	}
+}
+
+// AbortOutcome says what Abort did.
+type AbortOutcome string
+
+// Abort outcomes.
+const (
+	Deleted    AbortOutcome = "deleted"    // the account was never connected: it is gone
+	Aborted    AbortOutcome = "aborted"    // the attempt ended; the account keeps its key
+	Superseded AbortOutcome = "superseded" // a newer attempt began: it decides
+)
+
+// Abort ends attempt seq, under l, if it is still the account's newest: an
+// account the CRM never accepted is deleted; a connected one keeps its key
+// and its intention goes back to what it was before the attempt (unless it
+// changed since). The lease is released.
+func (s *Redis) Abort(ctx context.Context, l Lease, read Account, seq int64) (AbortOutcome, error) {
+	clientKey := ""
+	if !read.ClientID.IsZero() {
+		clientKey = s.keys.client(read.ClientID.Reveal())
+	}
+	args := append(s.common(s.now()), seq, l.Token, clientKey)
+	res, err := scriptAbort.Run(ctx, s.rdb, []string{s.keys.account(l.AccountID)}, args...).Result()
+	if err != nil {
+		return "", err
+	}
+	switch verdict, _ := reply(res); verdict {
+	case "deleted":
+		s.shops.drop(read.SystemURL)
+		return Deleted, nil
+	case "aborted":
+		return Aborted, nil
+	case "superseded":
+		return Superseded, nil
+	case "lost":
+		return "", ErrLeaseLost
+	case "gone":
+		return Deleted, nil
+	default:
+		return "", fmt.Errorf("store: abort: unexpected reply %q", verdict)
+	}
+}
+
+// Abandon gives up an intention the CRM does not take (the sweeper, after
+// its last try): the intention becomes what the CRM has. The lease is
+// released.
+func (s *Redis) Abandon(ctx context.Context, l Lease) error {
+	res, err := scriptAbandon.Run(ctx, s.rdb, []string{s.keys.account(l.AccountID)}, append(s.common(s.now()), l.Token)...).Result()
+	if err != nil {
+		return err
+	}
+	return leaseVerdict(res)
+}
+
+// Backoff leaves unfinished work for the sweeper to try again at next,
+// counts the failed try and releases the lease.
+func (s *Redis) Backoff(ctx context.Context, l Lease, next time.Time) error {
+	args := append(s.common(s.now()), l.Token, strconv.FormatInt(next.UnixMilli(), 10))
+	res, err := scriptBackoff.Run(ctx, s.rdb, []string{s.keys.account(l.AccountID)}, args...).Result()
+	if err != nil {
+		return err
+	}
+	return leaseVerdict(res)
+}
+
+func leaseVerdict(res any) error {
+	switch verdict, _ := reply(res); verdict {
+	case "ok":
+		return nil
+	case "lost":
+		return ErrLeaseLost
+	case "gone":
+		return ErrNotFound
+	default:
+		return fmt.Errorf("store: unexpected reply %q", verdict)
+	}
+}
+
+// SetActivity applies the CRM's activity callback: the module was switched
+// on or off, frozen or unfrozen in the CRM. It is the account's intention
+// and, unless an edit is on its way, what the CRM has. l, when held, is
+// the caller's lease (released). changes are appended as events.
+func (s *Redis) SetActivity(ctx context.Context, id string, st State, l Lease, changes ...Change) (Account, error) {
+	if len(changes) == 0 {
+		changes = []Change{{Type: EventActivity}}
+	}
+	args := append(s.common(s.now()), boolField(st.Active), boolField(st.Frozen), l.Token)
+	args = append(args, changeArgs(changes)...)
+	res, err := scriptActivity.Run(ctx, s.rdb, []string{s.keys.account(id)}, args...).Result()
+	if err != nil {
+		return Account{}, err
+	}
+	switch verdict, rest := reply(res); verdict {
+	case "ok":
+		return s.decodeStrict(hashOf(rest[0]))
+	case "gone":
+		return Account{}, ErrNotFound
+	default:
+		return Account{}, fmt.Errorf("store: activity: unexpected reply %q", verdict)
+	}
+}
+
+// SaveSettings replaces the account's connection settings. read is the
+// account as the caller read it: its other sealed fields are re-sealed
+// with the current key if they did not change since.
+func (s *Redis) SaveSettings(ctx context.Context, read Account, settings map[string]string) (Account, error) {
+	sealed, err := s.sealSettings(read.ID, settings)
+	if err != nil {
+		return Account{}, err
+	}
+	args := append(s.common(s.now()), sealed)
+	args = append(args, changeArgs([]Change{{Type: EventSettingsChanged}})...)
+	args = append(args, s.resealArgs(read, fSettings)...)
+	res, err := scriptSettings.Run(ctx, s.rdb, []string{s.keys.account(read.ID)}, args...).Result()
+	if err != nil {
+		return Account{}, err
+	}
+	switch verdict, rest := reply(res); verdict {
+	case "ok":
+		return s.decodeStrict(hashOf(rest[0]))
+	case "gone":
+		return Account{}, ErrNotFound
+	default:
+		return Account{}, fmt.Errorf("store: settings: unexpected reply %q", verdict)
+	}
+}
+
+// Repair gives an account a register reached, whose record had fields that
+// could not be opened, a new clientId and drops the unreadable key and
+// settings, under l. The account keeps its id, address and history; the
+// register then proves its key as for any account.
+func (s *Redis) Repair(ctx context.Context, l Lease, bad []string) (Account, error) {
+	key := s.keys.account(l.AccountID)
+	raw, err := s.rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return Account{}, err
+	}
+	cid := NewClientID()
+	args := append(s.common(s.now()), l.Token, s.sealField(key, fClientID, cid.Reveal()), s.keys.client(cid.Reveal()))
+	var drop []any
+	for _, f := range bad {
+		if f == fAPIKey || f == fSettings || f == fPendingKey {
+			drop = append(drop, f, raw[f])
+		}
+	}
+	args = append(args, len(drop)/2)
+	args = append(args, drop...)
+	args = append(args, changeArgs([]Change{{Type: EventRepaired}})...)
+	res, err := scriptRepair.Run(ctx, s.rdb, []string{key}, args...).Result()
+	if err != nil {
+		return Account{}, err
+	}
+	switch verdict, rest := reply(res); verdict {
+	case "ok":
+		s.forgetUnreadable(l.AccountID)
+		return s.decodeStrict(hashOf(rest[0]))
+	case "lost":
+		return Account{}, ErrLeaseLost
+	case "gone":
+		return Account{}, ErrNotFound
+	default:
+		return Account{}, fmt.Errorf("store: repair: unexpected reply %q", verdict)
+	}
+}
+
+// resealArgs re-seals the sealed fields of read with the current key, as
+// compare-and-set triples, skipping the field the caller writes itself.
+// Only values sealed with an older key are rewritten.
+func (s *Redis) resealArgs(read Account, skip string) []any {
+	if read.ID == "" || read.Unreadable || len(read.raw) == 0 {
+		return []any{0}
+	}
+	key := s.keys.account(read.ID)
+	var triples []any
+	for _, f := range sealedFields {
+		old, ok := read.raw[f]
+		if f == skip || !ok {
+			continue
+		}
+		pt, stale, err := s.ring.Open([]byte(old), []byte(key+"#"+f))
+		if err != nil || !stale {
+			continue
+		}
+		triples = append(triples, f, old, string(s.ring.Seal(pt, []byte(key+"#"+f))))
+	}
+	return append([]any{len(triples) / 3}, triples...)
 }
 
 // ListQuery selects a page of accounts, newest first.
@@ -288,7 +485,8 @@ type ListQuery struct {
 }
 
 // Page is one page of accounts and the cursor of the next (empty when this
-// is the last).
+// is the last). An account that cannot be read is in the page with only its
+// id and Unreadable set.
 type Page struct {
 	Accounts   []Account
 	NextCursor string
@@ -322,6 +520,8 @@ func (s *Redis) List(ctx context.Context, q ListQuery) (Page, error) {
 	return page, err
 }
 
+// loadMany reads accounts in one round trip. One that cannot be read is
+// returned as Account{ID, Unreadable: true}: it never hides the others.
 func (s *Redis) loadMany(ctx context.Context, ids []string) ([]Account, error) {
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -334,11 +534,15 @@ func (s *Redis) loadMany(ctx context.Context, ids []string) ([]Account, error) {
 		return nil, err
 	}
 	out := make([]Account, 0, len(ids))
-	for _, c := range cmds {
+	for i, c := range cmds {
 		if len(c.Val()) == 0 {
 			continue // removed between the index read and now
 		}
-		a, err := s.decode(c.Val())
+		a, err := s.decodeStrict(c.Val())
+		if errors.Is(err, ErrUnreadable) {
+			out = append(out, Account{ID: ids[i], Unreadable: true})
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -347,14 +551,17 @@ func (s *Redis) loadMany(ctx context.Context, ids []string) ([]Account, error) {
 	return out, nil
 }
 
-// InFlight returns up to limit accounts whose pending key was set before
-// olderThan: registers cut short by a crash or a lost reply.
-func (s *Redis) InFlight(ctx context.Context, olderThan time.Time, limit int) ([]Account, error) {
-	ids, err := s.rdb.ZRangeByScore(ctx, s.keys.inflight(), &redis.ZRangeBy{
-		Min: "-inf", Max: "(" + strconv.FormatInt(olderThan.UnixMilli(), 10), Count: int64(limit),
+// Due returns up to limit ids of accounts with unfinished work (a pending
+// attempt, an intention the CRM lacks) whose next try is due at now,
+// longest waiting first. Each failed try moves an account back by its
+// backoff, so one shop's dead CRM never holds the others up.
+func (s *Redis) Due(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	return s.rdb.ZRangeByScore(ctx, s.keys.inflight(), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit),
 	}).Result()
-	if err != nil {
-		return nil, err
-	}
-	return s.loadMany(ctx, ids)
+}
+
+func clone(a Account) Account {
+	a.Settings = maps.Clone(a.Settings)
+	return a
 }

@@ -57,15 +57,28 @@ func listIDs(t *testing.T, s *store.Redis, st store.Status) []string {
 	return ids
 }
 
+func must[T any](v T, err error) func(*testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		require.NoError(t, err)
+		return v
+	}
+}
+
 func TestConnectNewShop(t *testing.T) {
-	eachBackend(t, func(t *testing.T, s *store.Redis, raw redis.UniversalClient, prefix string) {
+	eachBackend(t, func(t *testing.T, s *store.Redis, _ redis.UniversalClient, _ string) {
 		ctx := t.Context()
 		clk := newClock(s)
 		url, key := shopURL(1), newAPIKey()
 
-		pending, err := s.BeginConnect(ctx, url, key)
+		at, err := s.BeginConnect(ctx, url, key)
 		require.NoError(t, err)
+		pending := at.Account
 		assert.Equal(t, store.StatusPending, pending.Status())
+		assert.EqualValues(t, 1, at.Seq, "the first attempt")
+		assert.True(t, at.Lease.Held(), "the attempt got the lease: nobody else talks to this CRM")
+		assert.Equal(t, store.State{Active: true}, pending.Want, "a register means: switch the module on")
+		assert.False(t, pending.InSync())
 		id, err := ulid.ParseStrict(pending.ID)
 		require.NoError(t, err, "the account id is a ULID")
 		assert.Equal(t, ulid.Timestamp(clk.Now()), id.Time(), "the ULID carries the creation time")
@@ -78,12 +91,11 @@ func TestConnectNewShop(t *testing.T) {
 		assert.Equal(t, url, pending.SystemURL)
 		assert.True(t, pending.CreatedAt.Equal(clk.Now()))
 		assert.True(t, pending.PendingSince.Equal(clk.Now()))
-		assert.True(t, pending.ConnectedAt.IsZero())
 
 		other, err := s.BeginConnect(ctx, shopURL(2), newAPIKey())
 		require.NoError(t, err)
-		assert.NotEqual(t, pending.ID, other.ID, "another shop gets another id")
-		assert.NotEqual(t, pending.ClientID, other.ClientID, "another shop gets another clientId")
+		assert.NotEqual(t, pending.ID, other.Account.ID, "another shop gets another id")
+		assert.NotEqual(t, pending.ClientID, other.Account.ClientID, "another shop gets another clientId")
 
 		finders := map[string]func() (store.Account, error){
 			"by id":       func() (store.Account, error) { return s.Get(ctx, pending.ID) },
@@ -96,7 +108,6 @@ func TestConnectNewShop(t *testing.T) {
 			assert.Equal(t, pending.ID, got.ID, name)
 			assert.Equal(t, pending.ClientID, got.ClientID, name)
 			assert.Equal(t, key, got.PendingAPIKey, name)
-			assert.Equal(t, store.StatusPending, got.Status(), name)
 		}
 		_, err = s.FindByClientID(ctx, store.NewClientID())
 		assert.ErrorIs(t, err, store.ErrNotFound, "unknown clientId")
@@ -109,234 +120,296 @@ func TestConnectNewShop(t *testing.T) {
 		assert.Empty(t, eventTypes(t, s), "a register under way is not an event yet")
 
 		connectedAt := clk.Advance(time.Second)
-		done, err := s.CompleteConnect(ctx, pending.ID, key)
+		done, err := s.Record(ctx, at.Lease, at.Account, accepted(at, key))
 		require.NoError(t, err)
 		for name, a := range map[string]store.Account{"returned": done, "stored": must(s.Get(ctx, pending.ID))(t)} {
 			assert.Equal(t, store.StatusActive, a.Status(), name)
-			assert.Equal(t, pending.ID, a.ID, name)
 			assert.Equal(t, pending.ClientID, a.ClientID, name)
 			assert.Equal(t, key, a.APIKey, name)
+			assert.EqualValues(t, 1, a.KeySeq, name)
 			assert.True(t, a.PendingAPIKey.IsZero(), name)
-			assert.True(t, a.PendingSince.IsZero(), name)
-			assert.True(t, a.ConnectedAt.Equal(connectedAt), "%s: ConnectedAt %v", name, a.ConnectedAt)
-			assert.True(t, a.CreatedAt.Equal(pending.CreatedAt), name)
+			assert.Zero(t, a.PendingSeq, name)
+			assert.True(t, a.InSync(), name)
+			assert.True(t, a.ConnectedAt.Equal(connectedAt), name)
+			assert.EqualValues(t, 1, a.Edits, name)
 		}
-
-		evs, err := s.Events(ctx, "", 100)
-		require.NoError(t, err)
-		require.Len(t, evs, 1)
-		ev := evs[0]
+		assert.Equal(t, []string{pending.ID}, listIDs(t, s, store.StatusActive))
+		assert.Empty(t, listIDs(t, s, store.StatusPending)[:0])
+		ev := lastEvent(t, s)
 		assert.Equal(t, store.EventConnected, ev.Type)
-		assert.Equal(t, "account.connected", ev.Type)
-		assert.Equal(t, pending.ID, ev.AccountID)
-		assert.Equal(t, url, ev.SystemURL)
 		assert.Equal(t, store.StatusActive, ev.Status)
-		assert.True(t, ev.At.Equal(connectedAt), "event time %v", ev.At)
-		assert.False(t, ev.KeyChanged)
-		after, err := s.Events(ctx, ev.StreamID, 100)
-		require.NoError(t, err)
-		assert.Empty(t, after, "nothing after the last event")
+		assert.True(t, ev.At.Equal(connectedAt))
 
-		assert.Contains(t, s.EventsStream(), prefix, "the stream lives under the prefix")
-		msgs, err := raw.XRange(ctx, s.EventsStream(), "-", "+").Result()
-		require.NoError(t, err)
-		require.Len(t, msgs, 1)
-		assert.Equal(t, ev.StreamID, msgs[0].ID)
-		assert.Equal(t, "account.connected", msgs[0].Values["type"])
-		assert.Equal(t, pending.ID, msgs[0].Values["account_id"])
-		assert.Equal(t, url, msgs[0].Values["system_url"])
-		assert.Equal(t, "active", msgs[0].Values["status"])
+		_, _, _, err = s.Acquire(ctx, pending.ID)
+		require.NoError(t, err, "the lease was released once the CRM had the intention")
 	})
 }
 
-// must unwraps a (value, error) pair inside an expression.
-func must[T any](v T, err error) func(*testing.T) T {
-	return func(t *testing.T) T {
-		t.Helper()
+func TestANewerAttemptAlwaysWins(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s *store.Redis, _ redis.UniversalClient, _ string) {
+		ctx := t.Context()
+		newClock(s)
+		url, keyOld, keyA, keyB := shopURL(1), newAPIKey(), newAPIKey(), newAPIKey()
+		first := connect(t, s, url, keyOld)
+
+		a, err := s.BeginConnect(ctx, url, keyA)
 		require.NoError(t, err)
-		return v
-	}
+		require.True(t, a.Lease.Held())
+		b, err := s.BeginConnect(ctx, url, keyB)
+		require.NoError(t, err)
+		assert.False(t, b.Lease.Held(), "one holder at a time")
+		assert.Greater(t, b.Seq, a.Seq)
+		assert.Equal(t, first.ID, b.Account.ID, "one account per shop")
+		assert.Equal(t, first.ClientID, b.Account.ClientID, "the clientId never changes")
+		assert.Equal(t, keyOld, b.Account.APIKey, "the proven key stays until a new one is accepted")
+		assert.Equal(t, keyB, b.Account.PendingAPIKey, "the newest attempt is the pending one")
+
+		// The CRM accepts A's key: it is proven, so it replaces the old one,
+		// but B is still under way.
+		acc, err := s.Record(ctx, a.Lease, a.Account, accepted(a, keyA))
+		require.NoError(t, err)
+		assert.Equal(t, keyA, acc.APIKey)
+		assert.Equal(t, keyB, acc.PendingAPIKey, "A's answer does not end B")
+
+		acc, l := lease(t, s, first.ID)
+		bAt := b
+		bAt.Account = acc
+		acc, err = s.Record(ctx, l, acc, accepted(bAt, keyB))
+		require.NoError(t, err)
+		assert.Equal(t, keyB, acc.APIKey)
+		assert.True(t, acc.PendingAPIKey.IsZero())
+
+		// An older attempt's late answer never replaces a newer key.
+		acc, l = lease(t, s, first.ID)
+		late := a
+		late.Account = acc
+		acc, err = s.Record(ctx, l, acc, accepted(late, keyA))
+		require.NoError(t, err)
+		assert.Equal(t, keyB, acc.APIKey, "A is older than B")
+		assert.EqualValues(t, b.Seq, acc.KeySeq)
+	})
 }
 
-func TestReconnectSameShop(t *testing.T) {
-	eachBackend(t, func(t *testing.T, s *store.Redis, raw redis.UniversalClient, _ string) {
+func TestAbortActsOnlyOnItsOwnAttempt(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s *store.Redis, raw redis.UniversalClient, prefix string) {
 		ctx := t.Context()
 		clk := newClock(s)
-		url, key1, key2 := shopURL(1), newAPIKey(), newAPIKey()
-		first := connect(t, s, url, key1)
+		url := shopURL(1)
 
-		clk.Advance(time.Minute)
-		again, err := s.BeginConnect(ctx, url, key2)
+		// A never-connected shop whose attempt the CRM refused leaves nothing.
+		at, err := s.BeginConnect(ctx, url, newAPIKey())
 		require.NoError(t, err)
-		for name, a := range map[string]store.Account{"returned": again, "stored": must(s.Get(ctx, first.ID))(t)} {
-			assert.Equal(t, first.ID, a.ID, name)
-			assert.Equal(t, first.ClientID, a.ClientID, name)
-			assert.Equal(t, key1, a.APIKey, "%s: the accepted key stays until the CRM accepts the new one", name)
-			assert.Equal(t, key2, a.PendingAPIKey, name)
-			assert.Equal(t, store.StatusActive, a.Status(), name)
-		}
-		byClient, err := s.FindByClientID(ctx, first.ClientID)
+		out, err := s.Abort(ctx, at.Lease, at.Account, at.Seq)
 		require.NoError(t, err)
-		assert.Equal(t, first.ID, byClient.ID)
-
-		reconnectedAt := clk.Advance(time.Second)
-		done, err := s.CompleteConnect(ctx, first.ID, key2)
-		require.NoError(t, err)
-		for name, a := range map[string]store.Account{"returned": done, "stored": must(s.Get(ctx, first.ID))(t)} {
-			assert.Equal(t, key2, a.APIKey, name)
-			assert.True(t, a.PendingAPIKey.IsZero(), name)
-			assert.Equal(t, first.ClientID, a.ClientID, name)
-			assert.Equal(t, store.StatusActive, a.Status(), name)
-			assert.True(t, a.ConnectedAt.Equal(reconnectedAt), name)
+		assert.Equal(t, store.Deleted, out)
+		_, err = s.FindBySystemURL(ctx, url)
+		assert.ErrorIs(t, err, store.ErrNotFound)
+		_, err = s.FindByClientID(ctx, at.Account.ClientID)
+		assert.ErrorIs(t, err, store.ErrNotFound)
+		for _, k := range scanKeys(ctx, t, raw, prefix) {
+			assert.True(t, strings.HasSuffix(k, ":sealed") || strings.Contains(k, ":sealed:") || strings.HasSuffix(k, ":meta"), "left behind: %s", k)
 		}
 
-		evs, err := s.Events(ctx, "", 100)
+		// The sweeper's give-up of an old attempt while the owner's fresh
+		// register is under way changes nothing: the fresh one decides.
+		old, err := s.BeginConnect(ctx, url, newAPIKey())
 		require.NoError(t, err)
-		require.Len(t, evs, 2)
-		assert.Equal(t, store.EventConnected, evs[0].Type)
-		assert.Equal(t, "account.reconnected", evs[1].Type)
-		assert.True(t, evs[1].KeyChanged)
-		assert.Equal(t, first.ID, evs[1].AccountID)
-		msgs, err := raw.XRange(ctx, s.EventsStream(), "-", "+").Result()
+		require.NoError(t, s.Release(ctx, old.Lease)) // the register died
+		clk.Advance(25 * time.Hour)
+		key := newAPIKey()
+		fresh, err := s.BeginConnect(ctx, url, key)
 		require.NoError(t, err)
-		require.Len(t, msgs, 2)
-		assert.Equal(t, "true", msgs[1].Values["key_changed"])
-		assert.NotContains(t, msgs[0].Values, "key_changed")
+		require.True(t, fresh.Lease.Held())
+		require.NoError(t, s.Release(ctx, fresh.Lease))
+		acc, l := lease(t, s, old.Account.ID)
+		out, err = s.Abort(ctx, l, acc, old.Seq)
+		require.NoError(t, err)
+		assert.Equal(t, store.Superseded, out)
+		acc, l = lease(t, s, old.Account.ID)
+		fresh.Account = acc
+		done, err := s.Record(ctx, l, acc, accepted(fresh, key))
+		require.NoError(t, err, "the fresh register still finds its account")
+		assert.Equal(t, old.Account.ID, done.ID)
+		assert.Equal(t, old.Account.ClientID, done.ClientID)
+		assert.Equal(t, store.StatusActive, done.Status())
+
+		// A connected account whose new key is refused keeps its key, and
+		// its intention goes back to what it was (off).
+		_, err = s.SetActivity(ctx, done.ID, store.State{}, store.Lease{})
+		require.NoError(t, err)
+		at, err = s.BeginConnect(ctx, url, newAPIKey())
+		require.NoError(t, err)
+		assert.True(t, at.Account.Want.Active)
+		out, err = s.Abort(ctx, at.Lease, at.Account, at.Seq)
+		require.NoError(t, err)
+		assert.Equal(t, store.Aborted, out)
+		got := must(s.Get(ctx, done.ID))(t)
+		assert.Equal(t, key, got.APIKey)
+		assert.True(t, got.PendingAPIKey.IsZero())
+		assert.Equal(t, store.State{}, got.Want, "the refused register's intention is dropped")
+		assert.True(t, got.InSync())
+		assert.Equal(t, store.StatusInactive, got.Status())
 	})
 }
 
-func TestAbortConnect(t *testing.T) {
+func TestLease(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s *store.Redis, _ redis.UniversalClient, _ string) {
+		ctx := t.Context()
+		clk := newClock(s)
+		s.SetTimings(10*time.Second, 0)
+		a := connect(t, s, shopURL(1), newAPIKey())
+
+		acc, l := lease(t, s, a.ID)
+		_, _, _, err := s.Acquire(ctx, a.ID)
+		assert.ErrorIs(t, err, store.ErrLeaseHeld)
+		require.NoError(t, s.Release(ctx, store.Lease{AccountID: a.ID, Token: "someone-else"}))
+		_, _, _, err = s.Acquire(ctx, a.ID)
+		assert.ErrorIs(t, err, store.ErrLeaseHeld, "only the holder releases")
+
+		// The holder crashed: its lease frees itself.
+		clk.Advance(11 * time.Second)
+		acc2, l2 := lease(t, s, a.ID)
+		assert.NotEqual(t, l.Token, l2.Token)
+		_, err = s.Record(ctx, l, acc, store.Sync{Sent: store.State{}, FromVersion: acc.WantVersion, NewIntention: true, Edited: true})
+		assert.ErrorIs(t, err, store.ErrLeaseLost, "a holder whose lease ran out records nothing")
+		assert.Equal(t, store.StatusActive, must(s.Get(ctx, a.ID))(t).Status())
+		require.NoError(t, s.Release(ctx, l2))
+		_ = acc2
+
+		_, _, _, err = s.Acquire(ctx, ulid.Make().String())
+		assert.ErrorIs(t, err, store.ErrNotFound)
+	})
+}
+
+func TestActivityCallbacks(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s *store.Redis, _ redis.UniversalClient, _ string) {
+		ctx := t.Context()
+		clk := newClock(s)
+		a := connect(t, s, shopURL(1), newAPIKey())
+		cases := []struct {
+			name string
+			st   store.State
+			want store.Status
+		}{
+			{"inactive", store.State{}, store.StatusInactive},
+			{"active", store.State{Active: true}, store.StatusActive},
+			{"frozen while active", store.State{Active: true, Frozen: true}, store.StatusFrozen},
+			{"frozen while inactive", store.State{Frozen: true}, store.StatusFrozen},
+			{"active again", store.State{Active: true}, store.StatusActive},
+		}
+		for _, tt := range cases {
+			t.Run(tt.name, func(t *testing.T) {
+				at := clk.Advance(time.Second)
+				got, err := s.SetActivity(ctx, a.ID, tt.st, store.Lease{})
+				require.NoError(t, err)
+				stored := must(s.Get(ctx, a.ID))(t)
+				for name, acc := range map[string]store.Account{"returned": got, "stored": stored} {
+					assert.Equal(t, tt.want, acc.Status(), name)
+					assert.Equal(t, tt.st, acc.State(), name)
+					assert.Equal(t, tt.st, acc.Want, name)
+					assert.True(t, acc.InSync(), name)
+					assert.True(t, acc.ActivityAt.Equal(at), name)
+					assert.Equal(t, a.APIKey, acc.APIKey, name)
+				}
+				for _, st := range store.Statuses {
+					if st == tt.want {
+						assert.Equal(t, []string{a.ID}, listIDs(t, s, st), "index %s", st)
+					} else {
+						assert.Empty(t, listIDs(t, s, st), "index %s", st)
+					}
+				}
+				ev := lastEvent(t, s)
+				assert.Equal(t, store.EventActivity, ev.Type)
+				assert.Equal(t, tt.want, ev.Status)
+			})
+		}
+
+		// While an edit is on its way, a callback is the new intention; the
+		// holder learns it has to send it.
+		acc, l := lease(t, s, a.ID)
+		require.Equal(t, store.State{Active: true}, acc.Want)
+		got, err := s.SetActivity(ctx, a.ID, store.State{}, store.Lease{})
+		require.NoError(t, err)
+		assert.Equal(t, store.State{}, got.Want)
+		assert.Equal(t, store.State{Active: true}, got.State(), "the CRM may yet get the edit on its way")
+		assert.False(t, got.InSync())
+		next, err := s.Record(ctx, l, acc, store.Sync{Sent: acc.Want, FromVersion: acc.WantVersion, Edited: true})
+		require.NoError(t, err)
+		assert.False(t, next.InSync(), "the holder must send the callback's state again")
+		next, err = s.Record(ctx, l, next, store.Sync{Sent: next.Want, FromVersion: next.WantVersion, Edited: true})
+		require.NoError(t, err)
+		assert.True(t, next.InSync())
+		assert.Equal(t, store.StatusInactive, next.Status())
+		_, _, _, err = s.Acquire(ctx, a.ID)
+		require.NoError(t, err, "released once in sync")
+
+		_, err = s.SetActivity(ctx, ulid.Make().String(), store.State{Active: true}, store.Lease{})
+		assert.ErrorIs(t, err, store.ErrNotFound)
+	})
+}
+
+func TestMoveIsRecordedUnderTheLease(t *testing.T) {
 	eachBackend(t, func(t *testing.T, s *store.Redis, raw redis.UniversalClient, prefix string) {
 		ctx := t.Context()
 		newClock(s)
+		oldURL, newURL := shopURL(1), shopURL(10)
+		a := connect(t, s, oldURL, newAPIKey())
+		other := connect(t, s, shopURL(2), newAPIKey())
 
-		t.Run("a never-connected account is removed with every key of it", func(t *testing.T) {
-			neighbour := connect(t, s, shopURL(1), newAPIKey())
-			url, key := shopURL(2), newAPIKey()
-			a, err := s.BeginConnect(ctx, url, key)
-			require.NoError(t, err)
-			traces := []string{a.ID, url, sha256Hex(a.ClientID.Reveal())}
-			before := rawText(t, raw, prefix)
-			for _, tr := range traces {
-				require.Contains(t, before, tr, "the pending account is in Redis before the abort")
-			}
-
-			require.NoError(t, s.AbortConnect(ctx, a.ID, key))
-
-			after := rawText(t, raw, prefix)
-			for _, tr := range traces {
-				assert.NotContains(t, after, tr, "no key name or value of the aborted account is left")
-			}
-			for k, n := range zsetSizes(t, raw, prefix) {
-				assert.EqualValues(t, 1, n, "%s holds the neighbour only", k)
-			}
-			_, err = s.Get(ctx, a.ID)
-			assert.ErrorIs(t, err, store.ErrNotFound)
-			_, err = s.FindBySystemURL(ctx, url)
-			assert.ErrorIs(t, err, store.ErrNotFound)
-			_, err = s.FindByClientID(ctx, a.ClientID)
-			assert.ErrorIs(t, err, store.ErrNotFound)
-			got, err := s.Get(ctx, neighbour.ID)
-			require.NoError(t, err, "another account is untouched")
-			assert.Equal(t, neighbour.APIKey, got.APIKey)
-
-			again, err := s.BeginConnect(ctx, url, key)
-			require.NoError(t, err)
-			assert.NotEqual(t, a.ID, again.ID, "the next register starts afresh")
+		acc, l := lease(t, s, a.ID)
+		moved, err := s.Record(ctx, l, acc, store.Sync{
+			Sent: store.State{Active: true}, FromVersion: acc.WantVersion, NewIntention: true, SystemURL: newURL, Activity: true, Edited: true,
+			Changes: []store.Change{{Type: store.EventMoved, PreviousSystemURL: oldURL}},
 		})
+		require.NoError(t, err)
+		assert.Equal(t, newURL, moved.SystemURL)
+		_, err = s.FindBySystemURL(ctx, oldURL)
+		assert.ErrorIs(t, err, store.ErrNotFound, "the old address is gone")
+		assert.Empty(t, keysContaining(t, raw, prefix, oldURL), "no key for the old address is left")
+		assert.Equal(t, a.ID, must(s.FindBySystemURL(ctx, newURL))(t).ID)
+		ev := lastEvent(t, s)
+		assert.Equal(t, store.EventMoved, ev.Type)
+		assert.Equal(t, newURL, ev.SystemURL)
+		assert.Equal(t, oldURL, ev.PreviousSystemURL)
 
-		t.Run("a connected account keeps its key and loses the pending one", func(t *testing.T) {
-			key1, key2 := newAPIKey(), newAPIKey()
-			a := connect(t, s, shopURL(3), key1)
-			_, err := s.BeginConnect(ctx, a.SystemURL, key2)
-			require.NoError(t, err)
-
-			require.NoError(t, s.AbortConnect(ctx, a.ID, key2))
-
-			got, err := s.Get(ctx, a.ID)
-			require.NoError(t, err)
-			assert.Equal(t, key1, got.APIKey)
-			assert.True(t, got.PendingAPIKey.IsZero())
-			assert.True(t, got.PendingSince.IsZero())
-			assert.Equal(t, store.StatusActive, got.Status())
-			assert.Equal(t, a.ClientID, got.ClientID)
-			inflight, err := s.InFlight(ctx, time.Now().Add(24*time.Hour), 100)
-			require.NoError(t, err)
-			for _, f := range inflight {
-				assert.NotEqual(t, a.ID, f.ID, "no longer in flight")
-			}
-		})
-
-		t.Run("a key that is not the pending one changes nothing", func(t *testing.T) {
-			pendingOnly, err := s.BeginConnect(ctx, shopURL(4), newAPIKey())
-			require.NoError(t, err)
-			connected := connect(t, s, shopURL(5), newAPIKey())
-			_, err = s.BeginConnect(ctx, connected.SystemURL, newAPIKey())
-			require.NoError(t, err)
-			before := rawText(t, raw, prefix)
-
-			require.NoError(t, s.AbortConnect(ctx, pendingOnly.ID, newAPIKey()))
-			require.NoError(t, s.AbortConnect(ctx, connected.ID, newAPIKey()))
-			require.NoError(t, s.AbortConnect(ctx, connected.ID, connected.APIKey), "the accepted key is not pending")
-			require.NoError(t, s.AbortConnect(ctx, ulid.Make().String(), newAPIKey()), "unknown account")
-
-			assert.Equal(t, before, rawText(t, raw, prefix), "Redis is unchanged")
-		})
+		acc, l = lease(t, s, a.ID)
+		_, err = s.Record(ctx, l, acc, store.Sync{Sent: acc.Want, FromVersion: acc.WantVersion, SystemURL: other.SystemURL, Edited: true})
+		assert.ErrorIs(t, err, store.ErrAddressTaken)
+		require.NoError(t, s.Release(ctx, l))
+		assert.Equal(t, newURL, must(s.Get(ctx, a.ID))(t).SystemURL, "a refused move changes nothing")
+		assert.Equal(t, other.ID, must(s.FindBySystemURL(ctx, other.SystemURL))(t).ID, "the other shop keeps its address")
 	})
 }
 
 func TestReplayedRegister(t *testing.T) {
-	cases := []struct {
-		name string
-		run  func(t *testing.T, s *store.Redis, url string, key redact.Secret) (store.Account, store.Account)
-	}{
-		{"register completed twice", func(t *testing.T, s *store.Redis, url string, key redact.Secret) (store.Account, store.Account) {
-			return connect(t, s, url, key), connect(t, s, url, key)
-		}},
-		{"second register begun before the first completed", func(t *testing.T, s *store.Redis, url string, key redact.Secret) (store.Account, store.Account) {
-			ctx := t.Context()
-			a1, err := s.BeginConnect(ctx, url, key)
-			require.NoError(t, err)
-			a2, err := s.BeginConnect(ctx, url, key)
-			require.NoError(t, err)
-			a1, err = s.CompleteConnect(ctx, a1.ID, key)
-			require.NoError(t, err)
-			a2, err = s.CompleteConnect(ctx, a2.ID, key)
-			require.NoError(t, err)
-			return a1, a2
-		}},
-	}
-	for _, tt := range cases {
-		t.Run(tt.name, func(t *testing.T) {
-			eachBackend(t, func(t *testing.T, s *store.Redis, raw redis.UniversalClient, prefix string) {
-				newClock(s)
-				url, key := shopURL(1), newAPIKey()
-				a1, a2 := tt.run(t, s, url, key)
+	eachBackend(t, func(t *testing.T, s *store.Redis, raw redis.UniversalClient, prefix string) {
+		newClock(s)
+		url, key := shopURL(1), newAPIKey()
+		a1, a2 := connect(t, s, url, key), connect(t, s, url, key)
 
-				assert.Equal(t, a1.ID, a2.ID, "one account")
-				assert.Equal(t, a1.ClientID, a2.ClientID, "same clientId")
-				assert.Equal(t, key, a2.APIKey)
-				assert.True(t, a2.PendingAPIKey.IsZero())
-				assert.Equal(t, store.StatusActive, a2.Status())
-				assert.Equal(t, []string{a1.ID}, listIDs(t, s, ""))
-				assert.Equal(t, []string{store.EventConnected, store.EventReconnected}, eventTypes(t, s))
-				assert.False(t, lastEvent(t, s).KeyChanged, "the same key again is no change")
+		assert.Equal(t, a1.ID, a2.ID, "one account")
+		assert.Equal(t, a1.ClientID, a2.ClientID, "same clientId")
+		assert.Equal(t, key, a2.APIKey)
+		assert.True(t, a2.PendingAPIKey.IsZero())
+		assert.Equal(t, store.StatusActive, a2.Status())
+		assert.Equal(t, []string{a1.ID}, listIDs(t, s, ""))
 
-				sizes := zsetSizes(t, raw, prefix)
-				assert.NotEmpty(t, sizes)
-				for k, n := range sizes {
-					assert.EqualValues(t, 1, n, "index %s", k)
-				}
-				types := map[string]int{}
-				for _, e := range dumpKeys(t, raw, prefix) {
-					types[e.typ]++
-				}
-				assert.Equal(t, 1, types["hash"], "one account hash")
-				assert.Equal(t, 2, types["string"], "one shop index and one clientId index")
-				assert.Len(t, keysContaining(t, raw, prefix, sha256Hex(a1.ClientID.Reveal())), 1)
-			})
-		})
-	}
+		for k, n := range zsetSizes(t, raw, prefix) {
+			if strings.HasSuffix(k, ":inflight") {
+				assert.EqualValues(t, 0, n, "nothing left to do")
+				continue
+			}
+			assert.EqualValues(t, 1, n, "index %s", k)
+		}
+		hashes := 0
+		for _, e := range dumpKeys(t, raw, prefix) {
+			if e.typ == "hash" && strings.Contains(e.key, ":acct:") {
+				hashes++
+			}
+		}
+		assert.Equal(t, 1, hashes, "one account hash")
+		assert.Len(t, keysContaining(t, raw, prefix, sha256Hex(a1.ClientID.Reveal())), 1)
+	})
 }
 
 func TestSecretsAtRest(t *testing.T) {
@@ -345,10 +418,10 @@ func TestSecretsAtRest(t *testing.T) {
 		newClock(s)
 		url, key, next := shopURL(1), newAPIKey(), newAPIKey()
 		a := connect(t, s, url, key)
-		_, err := s.BeginConnect(ctx, url, next) // a pending key too
+		_, err := s.BeginConnect(ctx, url, next) // a pending key too, and a lease
 		require.NoError(t, err)
 		setting := "setting-" + randomHex(12)
-		_, err = s.SaveSettings(ctx, a.ID, map[string]string{"token": setting})
+		_, err = s.SaveSettings(ctx, must(s.Get(ctx, a.ID))(t), map[string]string{"token": setting})
 		require.NoError(t, err)
 		sess, err := s.CreateSession(ctx, a.ID, time.Hour)
 		require.NoError(t, err)
@@ -367,12 +440,9 @@ func TestSecretsAtRest(t *testing.T) {
 		for name, secret := range secrets {
 			assert.NotContains(t, text, secret, "%s in clear in Redis", name)
 		}
-
 		clientKeys := keysContaining(t, raw, prefix, sha256Hex(a.ClientID.Reveal()))
 		require.Len(t, clientKeys, 1, "the clientId index is named by sha256(clientId)")
-		id, err := raw.Get(ctx, clientKeys[0]).Result()
-		require.NoError(t, err)
-		assert.Equal(t, a.ID, id)
+		assert.Equal(t, a.ID, raw.Get(ctx, clientKeys[0]).Val())
 	})
 }
 
@@ -393,8 +463,9 @@ func TestCiphertextBoundToItsPlace(t *testing.T) {
 				newClock(s)
 				a := connect(t, s, shopURL(1), newAPIKey())
 				b := connect(t, s, shopURL(2), newAPIKey())
-				_, err := s.BeginConnect(ctx, b.SystemURL, newAPIKey())
+				at, err := s.BeginConnect(ctx, b.SystemURL, newAPIKey())
 				require.NoError(t, err)
+				require.NoError(t, s.Release(ctx, at.Lease))
 
 				src := accountKey(t, raw, prefix, b.ID)
 				if tt.fromOther {
@@ -403,18 +474,12 @@ func TestCiphertextBoundToItsPlace(t *testing.T) {
 				dst := accountKey(t, raw, prefix, b.ID)
 				sealed, err := raw.HGet(ctx, src, tt.field).Result()
 				require.NoError(t, err)
-				require.NotContains(t, sealed, a.APIKey.Reveal())
 				require.NoError(t, raw.HSet(ctx, dst, tt.intoField, sealed).Err())
 
 				_, err = s.Get(ctx, b.ID)
-				require.Error(t, err, "a moved ciphertext must not open")
-				assert.ErrorIs(t, err, seal.ErrOpen)
-				assert.NotErrorIs(t, err, store.ErrNotFound)
+				assert.ErrorIs(t, err, store.ErrUnreadable, "a moved ciphertext must not open")
 				_, err = s.FindByClientID(ctx, b.ClientID)
-				assert.ErrorIs(t, err, seal.ErrOpen)
-				_, err = s.SetActivity(ctx, b.ID, true, false)
-				assert.ErrorIs(t, err, seal.ErrOpen, "no update on an account that does not open")
-
+				assert.Error(t, err)
 				got, err := s.Get(ctx, a.ID)
 				require.NoError(t, err, "the source account still opens")
 				assert.Equal(t, a.APIKey, got.APIKey)
@@ -423,9 +488,9 @@ func TestCiphertextBoundToItsPlace(t *testing.T) {
 	}
 }
 
-// keyIDs returns the key id (bytes 1..5) of every sealed field of an
+// sealKeyIDs returns the key id (bytes 1..5) of every sealed field of an
 // account hash.
-func keyIDs(t *testing.T, raw redis.UniversalClient, hashKey string, fields ...string) map[string]uint32 {
+func sealKeyIDs(t *testing.T, raw redis.UniversalClient, hashKey string, fields ...string) map[string]uint32 {
 	t.Helper()
 	out := map[string]uint32{}
 	for _, f := range fields {
@@ -437,196 +502,195 @@ func keyIDs(t *testing.T, raw redis.UniversalClient, hashKey string, fields ...s
 	return out
 }
 
-func TestKeyRotation(t *testing.T) {
+func TestKeyRotationReSealsOnEveryWriteAndCountsPerKey(t *testing.T) {
 	forBackends(t, func(t *testing.T, b *backend) {
 		ctx := t.Context()
-		keyA, keyB, keyC := b.key, seal.NewRandomKey(), seal.NewRandomKey()
+		keyA, keyB := b.key, seal.NewRandomKey()
+		idA, idB := seal.FormatKeyID(seal.KeyID(keyA)), seal.FormatKeyID(seal.KeyID(keyB))
 		newClock(b.s)
 		apiKey := newAPIKey()
 		a := connect(t, b.s, shopURL(1), apiKey)
 		settings := map[string]string{"token": "setting-" + randomHex(8)}
-		_, err := b.s.SaveSettings(ctx, a.ID, settings)
+		_, err := b.s.SaveSettings(ctx, must(b.s.Get(ctx, a.ID))(t), settings)
 		require.NoError(t, err)
+		other := connect(t, b.s, shopURL(2), newAPIKey())
+		assert.Equal(t, map[string]int64{idA: 2}, must(b.s.SealedCounts(ctx))(t))
+		assert.Equal(t, []string{idA}, must(b.s.Get(ctx, a.ID))(t).SealedWith)
 
 		hashKey := accountKey(t, b.raw, b.prefix, a.ID)
 		sealed := []string{"cid", "key", "set"}
-		for f, id := range keyIDs(t, b.raw, hashKey, sealed...) {
-			require.Equal(t, seal.KeyID(keyA), id, "%s is sealed with A before the rotation", f)
-		}
-
-		check := func(t *testing.T, s *store.Redis) {
-			t.Helper()
-			got, err := s.Get(ctx, a.ID)
-			require.NoError(t, err)
-			assert.Equal(t, apiKey, got.APIKey)
-			assert.Equal(t, a.ClientID, got.ClientID)
-			assert.Equal(t, settings, got.Settings)
-			byClient, err := s.FindByClientID(ctx, a.ClientID)
-			require.NoError(t, err)
-			assert.Equal(t, a.ID, byClient.ID)
-		}
 
 		rotated := b.open(t, keyB, keyA)
 		newClock(rotated)
-		check(t, rotated)
-
-		_, err = rotated.SetActivity(ctx, a.ID, true, false)
+		require.NoError(t, rotated.CheckSealKeys(ctx), "both keys listed: starts")
+		_, err = rotated.SetActivity(ctx, a.ID, store.State{Active: true}, store.Lease{})
 		require.NoError(t, err)
-		for f, id := range keyIDs(t, b.raw, hashKey, sealed...) {
-			assert.Equal(t, seal.KeyID(keyB), id, "%s is resealed with the primary key B on update", f)
+		_, err = rotated.SaveSettings(ctx, must(rotated.Get(ctx, a.ID))(t), settings)
+		require.NoError(t, err)
+		for f, id := range sealKeyIDs(t, b.raw, hashKey, sealed...) {
+			assert.Equal(t, seal.KeyID(keyB), id, "%s is re-sealed with the first key on a write that read it", f)
 		}
+		assert.Equal(t, map[string]int64{idA: 1, idB: 1}, must(rotated.SealedCounts(ctx))(t))
 
-		check(t, b.open(t, keyB))
+		onlyB := b.open(t, keyB)
+		err = onlyB.CheckSealKeys(ctx)
+		require.Error(t, err, "dropping A while an account still uses it")
+		assert.Contains(t, err.Error(), "ENCRYPTION_KEY")
+		assert.Contains(t, err.Error(), idA)
+		assert.NotContains(t, err.Error(), base64.StdEncoding.EncodeToString(keyA))
 
-		_, err = b.open(t, keyC).Get(ctx, a.ID)
-		assert.ErrorIs(t, err, seal.ErrOpen, "a store without A or B cannot read")
+		rep, err := rotated.Reseal(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, 1, rep.Resealed, "only the account still on A")
+		assert.Zero(t, rep.Unreadable)
+		assert.Equal(t, map[string]int64{idB: 2}, rep.ByKey)
+		again, err := rotated.Reseal(ctx)
+		require.NoError(t, err)
+		assert.Zero(t, again.Resealed, "idempotent")
+
+		require.NoError(t, onlyB.CheckSealKeys(ctx), "after the reseal A may go")
+		for _, id := range []string{a.ID, other.ID} {
+			got, err := onlyB.Get(ctx, id)
+			require.NoError(t, err)
+			assert.Equal(t, []string{idB}, got.SealedWith)
+		}
+		assert.Equal(t, settings, must(onlyB.Get(ctx, a.ID))(t).Settings)
 		_, err = b.s.Get(ctx, a.ID)
-		assert.ErrorIs(t, err, seal.ErrOpen, "A alone no longer reads: everything was resealed")
+		assert.ErrorIs(t, err, store.ErrUnreadable, "A alone no longer reads")
 	})
 }
 
-func TestSetActivity(t *testing.T) {
+func TestUnreadableAccountNeverSpreads(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s *store.Redis, raw redis.UniversalClient, prefix string) {
+		ctx := t.Context()
+		clk := newClock(s)
+		good := connect(t, s, shopURL(1), newAPIKey())
+		clk.Advance(time.Millisecond)
+		bad := connect(t, s, shopURL(2), newAPIKey())
+		clk.Advance(time.Millisecond)
+		good2 := connect(t, s, shopURL(3), newAPIKey())
+		require.NoError(t, raw.HSet(ctx, accountKey(t, raw, prefix, bad.ID), "key", "\x01garbage-not-sealed").Err())
+
+		page, err := s.List(ctx, store.ListQuery{Limit: 10})
+		require.NoError(t, err, "one bad account does not break the list")
+		require.Len(t, page.Accounts, 3)
+		assert.Equal(t, good2.ID, page.Accounts[0].ID)
+		assert.Equal(t, bad.ID, page.Accounts[1].ID)
+		assert.True(t, page.Accounts[1].Unreadable)
+		assert.Equal(t, store.StatusUnreadable, page.Accounts[1].Status())
+		assert.Equal(t, good.ID, page.Accounts[2].ID)
+		_, err = s.Get(ctx, bad.ID)
+		assert.ErrorIs(t, err, store.ErrUnreadable)
+		assert.Equal(t, good.APIKey, must(s.FindByClientID(ctx, good.ClientID))(t).APIKey)
+
+		rep, err := s.Reseal(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, 1, rep.Unreadable)
+
+		// The shop connects again: the account is repaired, keeps its id,
+		// and gets a new clientId; the old one opens nothing.
+		key := newAPIKey()
+		at, err := s.BeginConnect(ctx, bad.SystemURL, key)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"key"}, at.Bad)
+		repaired, err := s.Repair(ctx, at.Lease, at.Bad)
+		require.NoError(t, err)
+		assert.Equal(t, bad.ID, repaired.ID)
+		assert.NotEqual(t, bad.ClientID, repaired.ClientID)
+		assert.True(t, repaired.APIKey.IsZero())
+		at.Account = repaired
+		done, err := s.Record(ctx, at.Lease, repaired, accepted(at, key))
+		require.NoError(t, err)
+		assert.Equal(t, key, done.APIKey)
+		assert.Equal(t, repaired.ClientID, must(s.FindByClientID(ctx, repaired.ClientID))(t).ClientID)
+		_, err = s.FindByClientID(ctx, bad.ClientID)
+		assert.ErrorIs(t, err, store.ErrNotFound, "the replaced clientId opens nothing")
+		assert.Contains(t, eventTypes(t, s), store.EventRepaired)
+	})
+}
+
+func TestDueOrdersUnfinishedWorkByNextTry(t *testing.T) {
 	eachBackend(t, func(t *testing.T, s *store.Redis, _ redis.UniversalClient, _ string) {
 		ctx := t.Context()
 		clk := newClock(s)
-		a := connect(t, s, shopURL(1), newAPIKey())
-		cases := []struct {
-			name           string
-			active, frozen bool
-			want           store.Status
-		}{
-			{"inactive", false, false, store.StatusInactive},
-			{"active", true, false, store.StatusActive},
-			{"frozen while active", true, true, store.StatusFrozen},
-			{"frozen while inactive", false, true, store.StatusFrozen},
-			{"active again", true, false, store.StatusActive},
+		s.SetTimings(0, time.Minute)
+		t0 := clk.Now()
+		old, err := s.BeginConnect(ctx, shopURL(1), newAPIKey())
+		require.NoError(t, err)
+		require.NoError(t, s.Release(ctx, old.Lease))
+		connect(t, s, shopURL(2), newAPIKey()) // finished: never due
+		clk.Advance(10 * time.Second)
+		young, err := s.BeginConnect(ctx, shopURL(3), newAPIKey())
+		require.NoError(t, err)
+		require.NoError(t, s.Release(ctx, young.Lease))
+
+		due := func(at time.Time) []string {
+			t.Helper()
+			return must(s.Due(ctx, at, 100))(t)
 		}
-		for _, tt := range cases {
-			t.Run(tt.name, func(t *testing.T) {
-				at := clk.Advance(time.Second)
-				got, err := s.SetActivity(ctx, a.ID, tt.active, tt.frozen)
-				require.NoError(t, err)
-				stored, err := s.Get(ctx, a.ID)
-				require.NoError(t, err)
-				for name, acc := range map[string]store.Account{"returned": got, "stored": stored} {
-					assert.Equal(t, tt.want, acc.Status(), name)
-					assert.Equal(t, tt.active, acc.Active, name)
-					assert.Equal(t, tt.frozen, acc.Frozen, name)
-					assert.True(t, acc.ActivityAt.Equal(at), name)
-					assert.Equal(t, a.APIKey, acc.APIKey, name)
-				}
-				for _, st := range store.Statuses {
-					if st == tt.want {
-						assert.Equal(t, []string{a.ID}, listIDs(t, s, st), "index %s", st)
-					} else {
-						assert.Empty(t, listIDs(t, s, st), "index %s", st)
-					}
-				}
-				ev := lastEvent(t, s)
-				assert.Equal(t, store.EventActivity, ev.Type)
-				assert.Equal(t, tt.want, ev.Status)
-				assert.True(t, ev.At.Equal(at))
-			})
-		}
-		_, err := s.SetActivity(ctx, ulid.Make().String(), true, false)
-		assert.ErrorIs(t, err, store.ErrNotFound)
+		assert.Empty(t, due(t0.Add(59*time.Second)), "a register may still be under way")
+		assert.Equal(t, []string{old.Account.ID}, due(t0.Add(time.Minute)))
+		assert.Equal(t, []string{old.Account.ID, young.Account.ID}, due(t0.Add(2*time.Minute)))
+
+		// A failed try moves the account back: the young one comes first now.
+		_, l := lease(t, s, old.Account.ID)
+		require.NoError(t, s.Backoff(ctx, l, t0.Add(time.Hour)))
+		assert.Equal(t, []string{young.Account.ID}, due(t0.Add(2*time.Minute)))
+		assert.Equal(t, 1, must(s.Get(ctx, old.Account.ID))(t).Tries)
+		assert.Equal(t, []string{young.Account.ID, old.Account.ID}, due(t0.Add(time.Hour)))
+		assert.Len(t, must(s.Due(ctx, t0.Add(time.Hour), 1))(t), 1, "limit")
 	})
 }
 
-func TestMove(t *testing.T) {
+func TestConcurrentBeginConnectMakesOneAccount(t *testing.T) {
 	eachBackend(t, func(t *testing.T, s *store.Redis, raw redis.UniversalClient, prefix string) {
 		ctx := t.Context()
-		newClock(s)
-		oldURL, newURL := shopURL(1), shopURL(10)
-		a := connect(t, s, oldURL, newAPIKey())
-		other := connect(t, s, shopURL(2), newAPIKey())
+		const n = 20
+		url := shopURL(1)
+		var (
+			wg     sync.WaitGroup
+			start  = make(chan struct{})
+			ids    = make([]string, n)
+			cids   = make([]string, n)
+			seqs   = make([]int64, n)
+			leased = make([]bool, n)
+			errs   = make([]error, n)
+			keys   = make([]redact.Secret, n)
+		)
+		for i := range n {
+			keys[i] = newAPIKey()
+			wg.Go(func() {
+				<-start
+				at, err := s.BeginConnect(ctx, url, keys[i])
+				ids[i], cids[i], seqs[i], leased[i], errs[i] = at.Account.ID, at.Account.ClientID.Reveal(), at.Seq, at.Lease.Held(), err
+			})
+		}
+		close(start)
+		wg.Wait()
 
-		moved, err := s.Move(ctx, a.ID, newURL)
-		require.NoError(t, err)
-		assert.Equal(t, newURL, moved.SystemURL)
-		stored, err := s.Get(ctx, a.ID)
-		require.NoError(t, err)
-		assert.Equal(t, newURL, stored.SystemURL)
-		assert.Equal(t, a.APIKey, stored.APIKey)
-		_, err = s.FindBySystemURL(ctx, oldURL)
-		assert.ErrorIs(t, err, store.ErrNotFound, "the old address is gone")
-		assert.Empty(t, keysContaining(t, raw, prefix, oldURL), "no key for the old address is left")
-		found, err := s.FindBySystemURL(ctx, newURL)
-		require.NoError(t, err)
-		assert.Equal(t, a.ID, found.ID)
-		ev := lastEvent(t, s)
-		assert.Equal(t, store.EventMoved, ev.Type)
-		assert.Equal(t, newURL, ev.SystemURL)
-		assert.Equal(t, oldURL, ev.PreviousSystemURL)
-
-		_, err = s.Move(ctx, a.ID, other.SystemURL)
-		assert.ErrorIs(t, err, store.ErrAddressTaken)
-		stored, err = s.Get(ctx, a.ID)
-		require.NoError(t, err)
-		assert.Equal(t, newURL, stored.SystemURL, "a refused move changes nothing")
-		owner, err := s.FindBySystemURL(ctx, other.SystemURL)
-		require.NoError(t, err)
-		assert.Equal(t, other.ID, owner.ID, "the other shop keeps its address")
-		found, err = s.FindBySystemURL(ctx, newURL)
-		require.NoError(t, err)
-		assert.Equal(t, a.ID, found.ID)
-
-		n := len(eventTypes(t, s))
-		same, err := s.Move(ctx, a.ID, newURL)
-		require.NoError(t, err, "moving to its own address is a no-op")
-		assert.Equal(t, newURL, same.SystemURL)
-		assert.Len(t, eventTypes(t, s), n, "and no event")
-
-		_, err = s.Move(ctx, ulid.Make().String(), shopURL(11))
-		assert.ErrorIs(t, err, store.ErrNotFound)
-
-		// An owner that cannot be read (a retired key, a damaged value)
-		// still owns its address: Move must not take it over.
-		unreadable := connect(t, s, shopURL(12), newAPIKey())
-		require.NoError(t, raw.HSet(ctx, accountKey(t, raw, prefix, unreadable.ID), "key", "not a sealed value").Err())
-		_, err = s.Move(ctx, a.ID, unreadable.SystemURL)
-		require.Error(t, err, "moving onto an unreadable account's address")
-		stored, err = s.Get(ctx, a.ID)
-		require.NoError(t, err)
-		assert.Equal(t, newURL, stored.SystemURL)
-		shopKeys := keysContaining(t, raw, prefix, unreadable.SystemURL)
-		require.Len(t, shopKeys, 1)
-		assert.Equal(t, unreadable.ID, raw.Get(ctx, shopKeys[0]).Val(), "the address still points to its owner")
-
-		// An address whose account is gone is free.
-		gone := connect(t, s, shopURL(13), newAPIKey())
-		require.NoError(t, raw.Del(ctx, accountKey(t, raw, prefix, gone.ID)).Err())
-		moved, err = s.Move(ctx, a.ID, gone.SystemURL)
-		require.NoError(t, err, "a dangling index does not hold an address")
-		assert.Equal(t, gone.SystemURL, moved.SystemURL)
-		found, err = s.FindBySystemURL(ctx, gone.SystemURL)
-		require.NoError(t, err)
-		assert.Equal(t, a.ID, found.ID)
+		for i, err := range errs {
+			require.NoError(t, err, "goroutine %d", i)
+		}
+		assert.Len(t, slices.Compact(slices.Sorted(slices.Values(ids))), 1, "one account id among all results: %v", ids)
+		assert.Len(t, slices.Compact(slices.Sorted(slices.Values(cids))), 1, "one clientId")
+		assert.Len(t, slices.Compact(slices.Sorted(slices.Values(seqs))), n, "every attempt its own number")
+		assert.Equal(t, 1, countTrue(leased), "exactly one attempt holds the lease")
+		assert.Equal(t, []string{ids[0]}, listIDs(t, s, ""))
+		got := must(s.FindBySystemURL(ctx, url))(t)
+		newest := slices.Index(seqs, slices.Max(seqs))
+		assert.Equal(t, keys[newest], got.PendingAPIKey, "the pending key is the newest attempt's")
+		assert.Len(t, keysContaining(t, raw, prefix, ":client:"), 1, "one clientId index")
 	})
 }
 
-func TestDeactivate(t *testing.T) {
-	eachBackend(t, func(t *testing.T, s *store.Redis, _ redis.UniversalClient, _ string) {
-		ctx := t.Context()
-		newClock(s)
-		a := connect(t, s, shopURL(1), newAPIKey())
-
-		got, err := s.Deactivate(ctx, a.ID)
-		require.NoError(t, err)
-		assert.Equal(t, store.StatusInactive, got.Status())
-		stored, err := s.Get(ctx, a.ID)
-		require.NoError(t, err)
-		assert.Equal(t, store.StatusInactive, stored.Status())
-		assert.Equal(t, a.APIKey, stored.APIKey)
-		assert.Empty(t, listIDs(t, s, store.StatusActive))
-		assert.Equal(t, []string{a.ID}, listIDs(t, s, store.StatusInactive))
-		ev := lastEvent(t, s)
-		assert.Equal(t, store.EventDeactivated, ev.Type)
-		assert.Equal(t, store.StatusInactive, ev.Status)
-
-		_, err = s.Deactivate(ctx, ulid.Make().String())
-		assert.ErrorIs(t, err, store.ErrNotFound)
-	})
+func countTrue(bs []bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 func TestSaveSettings(t *testing.T) {
@@ -637,7 +701,7 @@ func TestSaveSettings(t *testing.T) {
 		secret := "setting-secret-" + randomHex(12)
 		settings := map[string]string{"token": secret, "warehouse": "main", "unicode": "склад №1"}
 
-		got, err := s.SaveSettings(ctx, a.ID, settings)
+		got, err := s.SaveSettings(ctx, must(s.Get(ctx, a.ID))(t), settings)
 		require.NoError(t, err)
 		assert.Equal(t, settings, got.Settings)
 		stored, err := s.Get(ctx, a.ID)
@@ -656,13 +720,13 @@ func TestSaveSettings(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, secret, stored.Settings["token"], "the store keeps its own copy")
 
-		_, err = s.SaveSettings(ctx, a.ID, map[string]string{"warehouse": "north"})
+		_, err = s.SaveSettings(ctx, must(s.Get(ctx, a.ID))(t), map[string]string{"warehouse": "north"})
 		require.NoError(t, err)
 		stored, err = s.Get(ctx, a.ID)
 		require.NoError(t, err)
 		assert.Equal(t, map[string]string{"warehouse": "north"}, stored.Settings, "settings are replaced whole")
 
-		_, err = s.SaveSettings(ctx, a.ID, nil)
+		_, err = s.SaveSettings(ctx, must(s.Get(ctx, a.ID))(t), nil)
 		require.NoError(t, err)
 		stored, err = s.Get(ctx, a.ID)
 		require.NoError(t, err)
@@ -682,18 +746,18 @@ func TestListByStatus(t *testing.T) {
 			clk.Advance(time.Millisecond)
 			var a store.Account
 			if st == store.StatusPending {
-				var err error
-				a, err = s.BeginConnect(ctx, shopURL(n), newAPIKey())
+				at, err := s.BeginConnect(ctx, shopURL(n), newAPIKey())
 				require.NoError(t, err)
+				a = at.Account
 			} else {
 				a = connect(t, s, shopURL(n), newAPIKey())
 			}
 			var err error
 			switch st {
 			case store.StatusInactive:
-				_, err = s.Deactivate(ctx, a.ID)
+				_, err = s.SetActivity(ctx, a.ID, store.State{}, store.Lease{})
 			case store.StatusFrozen:
-				_, err = s.SetActivity(ctx, a.ID, true, true)
+				_, err = s.SetActivity(ctx, a.ID, store.State{Active: true, Frozen: true}, store.Lease{})
 			}
 			require.NoError(t, err)
 			want[st] = append(want[st], a.ID)
@@ -817,105 +881,5 @@ func TestListPagination(t *testing.T) {
 		def, err := s.List(ctx, store.ListQuery{})
 		require.NoError(t, err)
 		assert.Len(t, def.Accounts, 50, "the default page size")
-	})
-}
-
-func TestInFlight(t *testing.T) {
-	eachBackend(t, func(t *testing.T, s *store.Redis, _ redis.UniversalClient, _ string) {
-		ctx := t.Context()
-		clk := newClock(s)
-		t0 := clk.Now()
-
-		stale, err := s.BeginConnect(ctx, shopURL(1), newAPIKey())
-		require.NoError(t, err)
-		reconnecting := connect(t, s, shopURL(2), newAPIKey())
-		reKey := newAPIKey()
-		_, err = s.BeginConnect(ctx, reconnecting.SystemURL, reKey)
-		require.NoError(t, err)
-		connect(t, s, shopURL(3), newAPIKey()) // completed: not in flight
-		clk.Advance(10 * time.Minute)
-		fresh, err := s.BeginConnect(ctx, shopURL(4), newAPIKey())
-		require.NoError(t, err)
-
-		ids := func(olderThan time.Time, limit int) []string {
-			t.Helper()
-			accs, err := s.InFlight(ctx, olderThan, limit)
-			require.NoError(t, err)
-			var out []string
-			for _, a := range accs {
-				out = append(out, a.ID)
-				assert.False(t, a.PendingAPIKey.IsZero(), "an account in flight has a pending key")
-				if a.ID == reconnecting.ID {
-					assert.Equal(t, reKey, a.PendingAPIKey)
-					assert.Equal(t, reconnecting.APIKey, a.APIKey)
-				}
-			}
-			slices.Sort(out)
-			return out
-		}
-		sorted := func(s ...string) []string { slices.Sort(s); return s }
-
-		assert.Equal(t, sorted(stale.ID, reconnecting.ID), ids(t0.Add(5*time.Minute), 100), "older than 5 minutes")
-		assert.Empty(t, ids(t0, 100), "pending since exactly the cut-off is not older")
-		assert.Equal(t, sorted(stale.ID, reconnecting.ID), ids(t0.Add(time.Millisecond), 100))
-		assert.Len(t, ids(t0.Add(5*time.Minute), 1), 1, "limit")
-		assert.Equal(t, sorted(stale.ID, reconnecting.ID, fresh.ID), ids(clk.Now().Add(time.Millisecond), 100))
-
-		_, err = s.CompleteConnect(ctx, stale.ID, stale.PendingAPIKey)
-		require.NoError(t, err)
-		assert.Equal(t, []string{reconnecting.ID}, ids(t0.Add(5*time.Minute), 100), "completed: no longer in flight")
-	})
-}
-
-func TestConcurrentBeginConnect(t *testing.T) {
-	eachBackend(t, func(t *testing.T, s *store.Redis, raw redis.UniversalClient, prefix string) {
-		ctx := t.Context()
-		const n = 20
-		url := shopURL(1)
-		var (
-			wg    sync.WaitGroup
-			start = make(chan struct{})
-			ids   = make([]string, n)
-			cids  = make([]string, n)
-			errs  = make([]error, n)
-			keys  = make([]redact.Secret, n)
-		)
-		for i := range n {
-			keys[i] = newAPIKey()
-			wg.Go(func() {
-				<-start
-				a, err := s.BeginConnect(ctx, url, keys[i])
-				ids[i], cids[i], errs[i] = a.ID, a.ClientID.Reveal(), err
-			})
-		}
-		close(start)
-		wg.Wait()
-
-		for i, err := range errs {
-			require.NoError(t, err, "goroutine %d", i)
-		}
-		assert.Len(t, slices.Compact(slices.Sorted(slices.Values(ids))), 1, "one account id among all results: %v", ids)
-		assert.Len(t, slices.Compact(slices.Sorted(slices.Values(cids))), 1, "one clientId")
-
-		assert.Equal(t, []string{ids[0]}, listIDs(t, s, ""))
-		for k, size := range zsetSizes(t, raw, prefix) {
-			assert.EqualValues(t, 1, size, "index %s", k)
-		}
-		hashes, strs := 0, 0
-		for _, e := range dumpKeys(t, raw, prefix) {
-			switch e.typ {
-			case "hash":
-				hashes++
-			case "string":
-				strs++
-			}
-		}
-		assert.Equal(t, 1, hashes, "one account hash")
-		assert.Equal(t, 2, strs, "one shop and one clientId index")
-		got, err := s.FindBySystemURL(ctx, url)
-		require.NoError(t, err)
-		assert.Equal(t, ids[0], got.ID)
-		assert.True(t, slices.Contains(keys, got.PendingAPIKey), "the pending key is one of the registers'")
-		assert.True(t, strings.HasPrefix(got.PendingAPIKey.Reveal(), "apikey-"))
 	})
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"strconv"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Event types appended to the stream. docs/events.md documents the schema.
@@ -16,6 +14,13 @@ const (
 	EventMoved           = "account.moved"
 	EventDeactivated     = "account.deactivated"
 	EventSettingsChanged = "account.settings_changed"
+	// EventMoveRefused: an activity callback named a new address the
+	// account did not follow (not a CRM cloud host, or the key does not work
+	// there); the owner is asked to reconnect from the new address.
+	EventMoveRefused = "account.move_refused"
+	// EventRepaired: a register reached an account that could not be read;
+	// it got a new clientId and lost what could not be opened.
+	EventRepaired = "account.repaired"
 )
 
 // Event is one entry of the account event stream. It never carries a
@@ -29,23 +34,6 @@ type Event struct {
 	At                time.Time `json:"at"`
 	KeyChanged        bool      `json:"key_changed,omitempty"`
 	PreviousSystemURL string    `json:"previous_system_url,omitempty"`
-}
-
-func (s *Redis) appendEvent(ctx context.Context, p redis.Pipeliner, e Event) {
-	values := []any{
-		"type", e.Type,
-		"account_id", e.AccountID,
-		"system_url", e.SystemURL,
-		"status", string(e.Status),
-		"at", e.At.UTC().Format(time.RFC3339Nano),
-	}
-	if e.KeyChanged {
-		values = append(values, "key_changed", "true")
-	}
-	if e.PreviousSystemURL != "" {
-		values = append(values, "previous_system_url", e.PreviousSystemURL)
-	}
-	p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.events(), MaxLen: s.maxEvents, Approx: true, Values: values})
 }
 
 // EventsStream is the Redis key of the event stream, for consumers.

@@ -25,6 +25,10 @@ func (k keys) all() string                     { return k.tag + ":idx:all" }
 func (k keys) inflight() string                { return k.tag + ":inflight" }
 func (k keys) session(sessionID string) string { return k.tag + ":sess:" + digest(sessionID) }
 func (k keys) events() string                  { return k.tag + ":events" }
+func (k keys) lease(id string) string          { return k.tag + ":lease:" + id }
+func (k keys) sealedIDs() string               { return k.tag + ":sealed" }
+func (k keys) sealedBy(keyID string) string    { return k.tag + ":sealed:" + keyID }
+func (k keys) meta() string                    { return k.tag + ":meta" }
 func (k keys) pattern() string                 { return k.tag + ":*" }
 
 func digest(s string) string {

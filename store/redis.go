@@ -36,17 +36,34 @@ type Options struct {
 	EncryptionKeys [][]byte
 	// EventsMaxLen bounds the event stream (approximately).
 	EventsMaxLen int64
-	Log          *slog.Logger
+	// LeaseTTL bounds how long one holder may talk to a shop's CRM before
+	// others may take over (a crashed replica's lease frees itself); longer
+	// than any CRM call with its retries. Default 30s.
+	LeaseTTL time.Duration
+	// RetryAfter is when the sweeper first looks at unfinished work (a
+	// register still under way must not be raced). Default 2m.
+	RetryAfter time.Duration
+	Log        *slog.Logger
 }
 
 // Redis is the account store.
 type Redis struct {
-	rdb       redis.UniversalClient
-	keys      keys
-	ring      *seal.Keyring
-	maxEvents int64
-	now       func() time.Time
-	closers   []func() error
+	rdb        redis.UniversalClient
+	keys       keys
+	ring       *seal.Keyring
+	maxEvents  int64
+	leaseTTL   time.Duration
+	retryAfter time.Duration
+	now        func() time.Time
+	closers    []func() error
+	log        *slog.Logger
+	// shops remembers which account owns a shop address, so a register
+	// seals the key for the right account in its first round trip; a stale
+	// entry only costs a second one.
+	shops *shopCache
+	// unreadable remembers which unreadable accounts were logged, to log
+	// each once.
+	unreadable *idSet
 }
 
 // Open connects to the configured Redis, or starts the embedded one when no
@@ -100,14 +117,27 @@ func Open(ctx context.Context, o Options) (*Redis, error) {
 		return nil, err
 	}
 	s.closers = append(closers, s.closers...)
+	s.log = log
 	if o.EventsMaxLen > 0 {
 		s.maxEvents = o.EventsMaxLen
+	}
+	if o.LeaseTTL > 0 {
+		s.leaseTTL = o.LeaseTTL
+	}
+	if o.RetryAfter > 0 {
+		s.retryAfter = o.RetryAfter
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := s.Ping(pingCtx); err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("store: %s redis does not answer: %w", mode, err)
+	}
+	// Data sealed with a key that is not configured would make accounts
+	// unreadable one by one at run time; refuse to start instead.
+	if err := s.CheckSealKeys(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
 	}
 	log.Info("store ready", "mode", mode)
 	return s, nil
@@ -124,8 +154,11 @@ func New(rdb redis.UniversalClient, prefix string, encryptionKeys ...[]byte) (*R
 	}
 	return &Redis{
 		rdb: rdb, keys: newKeys(prefix), ring: ring, maxEvents: 10000,
+		leaseTTL: 30 * time.Second, retryAfter: 2 * time.Minute,
 		now:     func() time.Time { return time.Now().UTC() },
 		closers: []func() error{rdb.Close},
+		log:     slog.New(slog.DiscardHandler),
+		shops:   newShopCache(10000), unreadable: newIDSet(10000),
 	}, nil
 }
 
@@ -150,6 +183,22 @@ func (s *Redis) Client() redis.UniversalClient { return s.rdb }
 // SetClock replaces the clock (tests).
 func (s *Redis) SetClock(now func() time.Time) { s.now = now }
 
+// SetLog sets the logger (New starts with none).
+func (s *Redis) SetLog(log *slog.Logger) { s.log = log }
+
+// SetTimings sets the lease TTL and the first retry delay (tests, app).
+func (s *Redis) SetTimings(leaseTTL, retryAfter time.Duration) {
+	if leaseTTL > 0 {
+		s.leaseTTL = leaseTTL
+	}
+	if retryAfter > 0 {
+		s.retryAfter = retryAfter
+	}
+}
+
+// LeaseTTL is how long a lease lasts unless renewed.
+func (s *Redis) LeaseTTL() time.Duration { return s.leaseTTL }
+
 // newAccountID returns a ULID: unique, and ordered by creation time so that
 // listing newest first is a reverse lexicographic range.
 func newAccountID(now time.Time) string {
@@ -164,18 +213,6 @@ func randomToken() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// watch runs fn in an optimistic transaction over keys, retrying when a
-// watched key changed under it.
-func (s *Redis) watch(ctx context.Context, fn func(*redis.Tx) error, keys ...string) error {
-	for range 20 {
-		err := s.rdb.Watch(ctx, fn, keys...)
-		if !errors.Is(err, redis.TxFailedErr) {
-			return err
-		}
-	}
-	return ErrConflict
 }
 
 func isNil(err error) bool { return errors.Is(err, redis.Nil) }

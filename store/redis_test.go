@@ -68,7 +68,7 @@ func TestOpenEmbedded(t *testing.T) {
 	assert.Equal(t, key, got.APIKey)
 	assert.Equal(t, url, got.SystemURL)
 	clk.Advance(time.Second)
-	_, err = s.SetActivity(ctx, a.ID, true, true)
+	_, err = s.SetActivity(ctx, a.ID, store.State{Active: true, Frozen: true}, store.Lease{})
 	require.NoError(t, err)
 	page, err := s.List(ctx, store.ListQuery{Status: store.StatusFrozen})
 	require.NoError(t, err)

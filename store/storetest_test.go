@@ -217,13 +217,36 @@ func newAPIKey() redact.Secret { return redact.Secret("apikey-" + randomHex(16))
 
 func shopURL(n int) string { return "https://shop-" + strconv.Itoa(n) + ".retailcrm.ru" }
 
-// connect runs a whole successful register for a shop.
+// connect runs a whole successful register at the store's level: the
+// attempt, then the CRM's acceptance recorded under the attempt's lease.
 func connect(t *testing.T, s *store.Redis, systemURL string, apiKey redact.Secret) store.Account {
 	t.Helper()
 	ctx := t.Context()
-	a, err := s.BeginConnect(ctx, systemURL, apiKey)
+	at, err := s.BeginConnect(ctx, systemURL, apiKey)
 	require.NoError(t, err)
-	a, err = s.CompleteConnect(ctx, a.ID, apiKey)
+	require.True(t, at.Lease.Held(), "nobody else holds the lease")
+	a, err := s.Record(ctx, at.Lease, at.Account, accepted(at, apiKey))
 	require.NoError(t, err)
 	return a
+}
+
+// accepted is what the CRM's acceptance of an attempt's edit records.
+func accepted(at store.Attempt, apiKey redact.Secret) store.Sync {
+	ev := store.EventReconnected
+	if !at.Account.Connected {
+		ev = store.EventConnected
+	}
+	return store.Sync{
+		Sent: at.Account.Want, FromVersion: at.Account.WantVersion, Proved: apiKey, ProvedSeq: at.Seq, Edited: true,
+		Changes: []store.Change{{Type: ev}},
+	}
+}
+
+// lease takes an account's lease, which must be free.
+func lease(t *testing.T, s *store.Redis, id string) (store.Account, store.Lease) {
+	t.Helper()
+	acc, l, bad, err := s.Acquire(t.Context(), id)
+	require.NoError(t, err)
+	require.Empty(t, bad)
+	return acc, l
 }

@@ -32,6 +32,10 @@ type AddressPolicy struct {
 	// AllowedPorts are ports besides the scheme's default a systemUrl may
 	// name. Empty: only the default port.
 	AllowedPorts []string
+	// MoveHosts are host suffixes an account follows its shop to on an
+	// activity callback (the CRM's own clouds); elsewhere the owner
+	// reconnects. See Follows.
+	MoveHosts []string
 	// AllowInsecure is for local development and tests: http, any port,
 	// loopback and IP-literal hosts are allowed too.
 	AllowInsecure bool
@@ -187,4 +191,14 @@ func join(scheme, host, port string) string {
 		return scheme + "://" + net.JoinHostPort(host, port)
 	}
 	return scheme + "://" + host
+}
+
+// Follows reports whether an account may follow its shop to this
+// (canonical) address by itself, on an activity callback: only when the
+// host is under one of MoveHosts, the CRM's own clouds. Box installations
+// and white-label domains are run by third parties: a clientId alone must
+// not be enough to send a shop's key there.
+func (p AddressPolicy) Follows(canonical string) bool {
+	u, err := url.Parse(canonical)
+	return err == nil && suffixMatch(strings.ToLower(u.Hostname()), p.MoveHosts)
 }
