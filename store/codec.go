@@ -100,6 +100,9 @@ func (s *Redis) decode(h map[string]string) (Account, []string) {
 	a.ConnectedAt = parseTime(h[fConnectedAt])
 	a.ActivityAt = parseTime(h[fActivityAt])
 	a.PendingSince = parseTime(h[fPendingAt])
+	if _, ok := h[fPendingKey]; ok && h[fVersion] == "" && h[fPendingSeq] == "" {
+		a.PendingSeq = 1 // format 1: as the scripts' upgrade numbers it
+	}
 	if a.PendingAPIKey.IsZero() && !contains(bad, fPendingKey) {
 		a.PendingSeq, a.PendingSince = 0, time.Time{}
 	}

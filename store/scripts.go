@@ -59,7 +59,8 @@ local function upgrade(k)
   if redis.call('HGET', k, 'v') == '2' then return end
   if redis.call('HEXISTS', k, 'wact') == 0 then redis.call('HSET', k, 'wact', redis.call('HGET', k, 'act') or '0') end
   if redis.call('HEXISTS', k, 'wfrz') == 0 then redis.call('HSET', k, 'wfrz', redis.call('HGET', k, 'frz') or '0') end
-  if redis.call('HEXISTS', k, 'pkey') == 1 and redis.call('HEXISTS', k, 'pseq') == 0 then redis.call('HSET', k, 'pseq', '0') end
+  -- A pending key of format 1 becomes attempt 1, newer than the key's (0).
+  if redis.call('HEXISTS', k, 'pkey') == 1 and redis.call('HEXISTS', k, 'pseq') == 0 then redis.call('HSET', k, 'pseq', '1', 'aseq', '1') end
   redis.call('HSET', k, 'v', '2')
 end
 
