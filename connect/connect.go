@@ -30,9 +30,10 @@ type Store interface {
 	Acquire(ctx context.Context, id string) (store.Account, store.Lease, []string, error)
 	Release(ctx context.Context, l store.Lease) error
 	Record(ctx context.Context, l store.Lease, read store.Account, sy store.Sync) (store.Account, error)
-	Abort(ctx context.Context, l store.Lease, read store.Account, seq int64) (store.AbortOutcome, error)
+	Abort(ctx context.Context, l store.Lease, read store.Account, seq int64, keepIntention bool) (store.AbortOutcome, error)
 	Abandon(ctx context.Context, l store.Lease) error
-	Backoff(ctx context.Context, l store.Lease, next time.Time) error
+	Backoff(ctx context.Context, l store.Lease, next time.Time, unsure bool) error
+	Intend(ctx context.Context, l store.Lease, read store.Account, st *store.State) error
 	SetActivity(ctx context.Context, id string, st store.State, l store.Lease, changes ...store.Change) (store.Account, error)
 	Repair(ctx context.Context, l store.Lease, bad []string) (store.Account, error)
 	Due(ctx context.Context, now time.Time, limit int) ([]string, error)
@@ -207,11 +208,15 @@ func (s *Service) prove(ctx context.Context, acc store.Account, lease store.Leas
 		wctx, cancel := s.writeCtx(ctx)
 		defer cancel()
 		if Definitive(err) {
-			if _, aerr := s.store.Abort(wctx, lease, acc, seq); aerr != nil {
+			// This attempt's only edit was refused: the CRM has nothing of it.
+			if _, aerr := s.store.Abort(wctx, lease, acc, seq, false); aerr != nil {
 				s.log.Error("recording a refused connection failed; the sweeper will retry", "account_id", acc.ID, "err", aerr)
 			}
 		} else {
-			s.release(wctx, lease)
+			// The attempt stays pending for the sweeper; and the edit may
+			// have reached the CRM after anything recorded later (a newer
+			// attempt may end this one), so the account is marked unsure.
+			s.unanswered(ctx, lease, acc, nil, err)
 		}
 		return acc, err
 	}
@@ -247,7 +252,8 @@ func (s *Service) settle(ctx context.Context, lease store.Lease, read store.Acco
 		}
 		want := acc.Want
 		if _, err := s.crm.EditModule(ctx, acc.SystemURL, acc.APIKey, s.module.edit(acc, want)); err != nil {
-			break
+			s.unanswered(ctx, lease, acc, nil, err)
+			return acc, nil // what the caller asked for is recorded; the sweeper carries on
 		}
 		next, err := s.record(ctx, lease, acc, store.Sync{Sent: want, FromVersion: acc.WantVersion, Edited: true})
 		if err != nil {

@@ -37,11 +37,11 @@ func (f *flaky) Record(ctx context.Context, l store.Lease, read store.Account, s
 	return f.Redis.Record(ctx, l, read, sy)
 }
 
-func (f *flaky) Abort(ctx context.Context, l store.Lease, read store.Account, seq int64) (store.AbortOutcome, error) {
+func (f *flaky) Abort(ctx context.Context, l store.Lease, read store.Account, seq int64, keep bool) (store.AbortOutcome, error) {
 	if f.failAbort != nil {
 		return "", f.failAbort
 	}
-	return f.Redis.Abort(ctx, l, read, seq)
+	return f.Redis.Abort(ctx, l, read, seq, keep)
 }
 
 var errStoreDown = errors.New("redis: connection refused")

@@ -31,7 +31,7 @@ func (s *Service) Deactivate(ctx context.Context, id string, localOnly bool) (st
 			return acc, fmt.Errorf("deactivate %s: %w", id, ErrNotConnected)
 		}
 		if _, err := s.crm.EditModule(ctx, acc.SystemURL, acc.APIKey, s.module.edit(acc, want)); err != nil {
-			s.release(ctx, lease)
+			s.unanswered(ctx, lease, acc, &want, err)
 			return acc, err
 		}
 	}
@@ -39,6 +39,23 @@ func (s *Service) Deactivate(ctx context.Context, id string, localOnly bool) (st
 		Sent: want, FromVersion: acc.WantVersion, NewIntention: true, Edited: !localOnly,
 		Changes: []store.Change{{Type: store.EventDeactivated}},
 	})
+}
+
+// unanswered ends an exchange whose edit failed. A refusal changed nothing
+// in the CRM, so nothing is recorded; without a clear answer (a timeout, a
+// lost reply) the CRM may have applied it, even after what was recorded
+// since, so the sweeper sends the intention (want, when given, becomes it)
+// until an edit is accepted.
+func (s *Service) unanswered(ctx context.Context, lease store.Lease, acc store.Account, want *store.State, err error) {
+	if Definitive(err) {
+		s.release(ctx, lease)
+		return
+	}
+	wctx, cancel := s.writeCtx(ctx)
+	defer cancel()
+	if ierr := s.store.Intend(wctx, lease, acc, want); ierr != nil {
+		s.log.Error("recording an unanswered edit failed", "account_id", acc.ID, "err", ierr)
+	}
 }
 
 // Resync sends the module edit again with the account's key and intention:
@@ -60,7 +77,7 @@ func (s *Service) Resync(ctx context.Context, id string) (store.Account, error) 
 	}
 	want := acc.Want
 	if _, err := s.crm.EditModule(ctx, acc.SystemURL, acc.APIKey, s.module.edit(acc, want)); err != nil {
-		s.release(ctx, lease)
+		s.unanswered(ctx, lease, acc, nil, err)
 		return acc, err
 	}
 	return s.settle(ctx, lease, acc, store.Sync{Sent: want, FromVersion: acc.WantVersion, Edited: true})

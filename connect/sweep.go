@@ -131,18 +131,18 @@ func (s *Service) sweepOne(ctx context.Context, id string, now time.Time) (Sweep
 	wctx, cancel := s.writeCtx(ctx)
 	defer cancel()
 	if len(bad) > 0 {
-		return SweepResult{Unreadable: 1}, s.store.Backoff(wctx, lease, now.Add(s.sweep.MaxBackoff))
+		return SweepResult{Unreadable: 1}, s.store.Backoff(wctx, lease, now.Add(s.sweep.MaxBackoff), false)
 	}
-	backoff := func() (SweepResult, error) {
+	backoff := func(err error) (SweepResult, error) {
 		d := min(s.sweep.Backoff<<min(acc.Tries, 20), s.sweep.MaxBackoff)
 		d += rand.N(d/10 + 1)
-		return SweepResult{Retrying: 1}, s.store.Backoff(wctx, lease, now.Add(d))
+		return SweepResult{Retrying: 1}, s.store.Backoff(wctx, lease, now.Add(d), !Definitive(err))
 	}
 	switch {
 	case !acc.PendingAPIKey.IsZero():
 		seq := acc.PendingSeq
 		if now.Sub(acc.PendingSince) > s.sweep.GiveUp {
-			if _, err := s.store.Abort(wctx, lease, acc, seq); err != nil {
+			if _, err := s.store.Abort(wctx, lease, acc, seq, true); err != nil {
 				return SweepResult{}, err
 			}
 			s.log.Warn("sweeper gave up on a pending connection", "account_id", acc.ID, "pending_for", now.Sub(acc.PendingSince).String())
@@ -161,17 +161,21 @@ func (s *Service) sweepOne(ctx context.Context, id string, now time.Time) (Sweep
 			s.log.Info("sweeper completed a pending connection", "account_id", acc.ID)
 			return SweepResult{Completed: 1}, nil
 		case Definitive(err):
-			if _, err := s.store.Abort(wctx, lease, acc, seq); err != nil {
+			// An earlier try got no clear answer (that is why the attempt is
+			// the sweeper's): the CRM may have its intention, so the account
+			// keeps it and is brought there with its own key.
+			if _, err := s.store.Abort(wctx, lease, acc, seq, true); err != nil {
 				return SweepResult{}, err
 			}
 			s.log.Info("sweeper dropped a pending connection the CRM refused", "account_id", acc.ID, "err", err)
 			return SweepResult{Aborted: 1}, nil
 		default:
-			return backoff()
+			return backoff(err)
 		}
 	case !acc.InSync():
 		if acc.APIKey.IsZero() || acc.Tries >= s.sweep.MaxTries {
-			s.log.Warn("sweeper gave up bringing a CRM to the account's intention", "account_id", acc.ID, "tries", acc.Tries)
+			s.log.Warn("sweeper gave up bringing a CRM to the account's intention: the CRM's state is unknown; a resync or the next register sets it",
+				"account_id", acc.ID, "tries", acc.Tries)
 			return SweepResult{Abandoned: 1}, s.store.Abandon(wctx, lease)
 		}
 		want := acc.Want
@@ -182,14 +186,14 @@ func (s *Service) sweepOne(ctx context.Context, id string, now time.Time) (Sweep
 				return SweepResult{}, err
 			}
 			return SweepResult{Synced: 1}, nil
-		case Definitive(err):
-			s.log.Warn("the CRM refuses the account's intention: given up", "account_id", acc.ID, "err", err)
-			return SweepResult{Abandoned: 1}, s.store.Abandon(wctx, lease)
 		default:
-			return backoff()
+			// Even a refusal is retried (up to MaxTries): an earlier try got
+			// no clear answer, so the CRM may have this intention already, and
+			// a refusal such as 402 ends when the shop pays.
+			return backoff(err)
 		}
 	default:
-		return SweepResult{Skipped: 1}, s.store.Backoff(wctx, lease, now) // nothing left: leaves the queue
+		return SweepResult{Skipped: 1}, s.store.Backoff(wctx, lease, now, false) // nothing left: leaves the queue
 	}
 }
 

@@ -86,6 +86,9 @@ type Account struct {
 	Edits int64
 	// Tries counts the sweeper's failed tries of the current attempt or sync.
 	Tries int
+	// Unsure: an edit got no clear answer, so the CRM's state is unknown
+	// until an edit is accepted.
+	Unsure bool
 
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
@@ -111,7 +114,9 @@ func (a Account) State() State { return State{Active: a.Active, Frozen: a.Frozen
 
 // InSync reports whether the CRM has accepted the account's latest
 // intention.
-func (a Account) InSync() bool { return a.SyncedVersion >= a.WantVersion || a.Want == a.State() }
+func (a Account) InSync() bool {
+	return !a.Unsure && (a.SyncedVersion >= a.WantVersion || a.Want == a.State())
+}
 
 // Status derives the account's status from its flags.
 func (a Account) Status() Status {

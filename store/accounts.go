@@ -304,13 +304,15 @@ const (
 // Abort ends attempt seq, under l, if it is still the account's newest: an
 // account the CRM never accepted is deleted; a connected one keeps its key
 // and its intention goes back to what it was before the attempt (unless it
-// changed since). The lease is released.
-func (s *Redis) Abort(ctx context.Context, l Lease, read Account, seq int64) (AbortOutcome, error) {
+// changed since, or keepIntention: an earlier try of the attempt got no
+// clear answer, so the CRM may have it, and the sweeper must make sure).
+// The lease is released.
+func (s *Redis) Abort(ctx context.Context, l Lease, read Account, seq int64, keepIntention bool) (AbortOutcome, error) {
 	clientKey := ""
 	if !read.ClientID.IsZero() {
 		clientKey = s.keys.client(read.ClientID.Reveal())
 	}
-	args := append(s.common(s.now()), seq, l.Token, clientKey)
+	args := append(s.common(s.now()), seq, l.Token, clientKey, boolField(keepIntention))
 	res, err := scriptAbort.Run(ctx, s.rdb, []string{s.keys.account(l.AccountID)}, args...).Result()
 	if err != nil {
 		return "", err
@@ -343,10 +345,29 @@ func (s *Redis) Abandon(ctx context.Context, l Lease) error {
 	return leaseVerdict(res)
 }
 
+// Intend records, under l, that an edit got no clear answer (the CRM may or
+// may not have applied it, even after what was recorded since): the
+// sweeper sends the account's intention until an edit is accepted. A
+// non-nil st becomes the intention, unless the intention changed since
+// read. The lease is released.
+func (s *Redis) Intend(ctx context.Context, l Lease, read Account, st *State) error {
+	act, frz := "", ""
+	if st != nil {
+		act, frz = boolField(st.Active), boolField(st.Frozen)
+	}
+	args := append(s.common(s.now()), l.Token, act, frz, read.WantVersion)
+	res, err := scriptIntend.Run(ctx, s.rdb, []string{s.keys.account(l.AccountID)}, args...).Result()
+	if err != nil {
+		return err
+	}
+	return leaseVerdict(res)
+}
+
 // Backoff leaves unfinished work for the sweeper to try again at next,
-// counts the failed try and releases the lease.
-func (s *Redis) Backoff(ctx context.Context, l Lease, next time.Time) error {
-	args := append(s.common(s.now()), l.Token, strconv.FormatInt(next.UnixMilli(), 10))
+// counts the failed try and releases the lease. unsure: the try's edit got
+// no clear answer.
+func (s *Redis) Backoff(ctx context.Context, l Lease, next time.Time, unsure bool) error {
+	args := append(s.common(s.now()), l.Token, strconv.FormatInt(next.UnixMilli(), 10), boolField(unsure))
 	res, err := scriptBackoff.Run(ctx, s.rdb, []string{s.keys.account(l.AccountID)}, args...).Result()
 	if err != nil {
 		return err

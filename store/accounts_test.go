@@ -199,7 +199,7 @@ func TestAbortActsOnlyOnItsOwnAttempt(t *testing.T) {
 		// A never-connected shop whose attempt the CRM refused leaves nothing.
 		at, err := s.BeginConnect(ctx, url, newAPIKey())
 		require.NoError(t, err)
-		out, err := s.Abort(ctx, at.Lease, at.Account, at.Seq)
+		out, err := s.Abort(ctx, at.Lease, at.Account, at.Seq, false)
 		require.NoError(t, err)
 		assert.Equal(t, store.Deleted, out)
 		_, err = s.FindBySystemURL(ctx, url)
@@ -222,7 +222,7 @@ func TestAbortActsOnlyOnItsOwnAttempt(t *testing.T) {
 		require.True(t, fresh.Lease.Held())
 		require.NoError(t, s.Release(ctx, fresh.Lease))
 		acc, l := lease(t, s, old.Account.ID)
-		out, err = s.Abort(ctx, l, acc, old.Seq)
+		out, err = s.Abort(ctx, l, acc, old.Seq, true)
 		require.NoError(t, err)
 		assert.Equal(t, store.Superseded, out)
 		acc, l = lease(t, s, old.Account.ID)
@@ -240,7 +240,7 @@ func TestAbortActsOnlyOnItsOwnAttempt(t *testing.T) {
 		at, err = s.BeginConnect(ctx, url, newAPIKey())
 		require.NoError(t, err)
 		assert.True(t, at.Account.Want.Active)
-		out, err = s.Abort(ctx, at.Lease, at.Account, at.Seq)
+		out, err = s.Abort(ctx, at.Lease, at.Account, at.Seq, false)
 		require.NoError(t, err)
 		assert.Equal(t, store.Aborted, out)
 		got := must(s.Get(ctx, done.ID))(t)
@@ -634,7 +634,7 @@ func TestDueOrdersUnfinishedWorkByNextTry(t *testing.T) {
 
 		// A failed try moves the account back: the young one comes first now.
 		_, l := lease(t, s, old.Account.ID)
-		require.NoError(t, s.Backoff(ctx, l, t0.Add(time.Hour)))
+		require.NoError(t, s.Backoff(ctx, l, t0.Add(time.Hour), false))
 		assert.Equal(t, []string{young.Account.ID}, due(t0.Add(2*time.Minute)))
 		assert.Equal(t, 1, must(s.Get(ctx, old.Account.ID))(t).Tries)
 		assert.Equal(t, []string{young.Account.ID, old.Account.ID}, due(t0.Add(time.Hour)))

@@ -36,6 +36,7 @@ const (
 	fSyncedVer   = "sv"   // v2
 	fEdits       = "edits"
 	fTries       = "tries"
+	fUnsure      = "unsure" // v2
 	fCreatedAt   = "cat"
 	fUpdatedAt   = "uat"
 	fConnectedAt = "nat"
@@ -95,6 +96,7 @@ func (s *Redis) decode(h map[string]string) (Account, []string) {
 	a.PendingSeq = parseInt(h[fPendingSeq])
 	a.Edits = parseInt(h[fEdits])
 	a.Tries = int(parseInt(h[fTries]))
+	a.Unsure = h[fUnsure] == "1"
 	a.CreatedAt = parseTime(h[fCreatedAt])
 	a.UpdatedAt = parseTime(h[fUpdatedAt])
 	a.ConnectedAt = parseTime(h[fConnectedAt])

@@ -67,6 +67,9 @@ end
 -- The CRM has the intention once it accepted its version, or when what it
 -- has equals what is wanted.
 local function insync(k)
+  -- An edit without a clear answer may have reached the CRM after anything
+  -- recorded since: until an edit is accepted, the CRM's state is unknown.
+  if redis.call('HGET', k, 'unsure') == '1' then return false end
   local wv = num(k, 'wv')
   if num(k, 'sv') >= wv then return true end
   if redis.call('HGET', k, 'wact') == redis.call('HGET', k, 'act') and redis.call('HGET', k, 'wfrz') == redis.call('HGET', k, 'frz') then
@@ -239,7 +242,10 @@ if url ~= old_url then
   redis.call('HSET', k, 'url', url)
 end
 redis.call('HSET', k, 'act', ARGV[7], 'frz', ARGV[8], 'uat', NOWS)
-if ARGV[15] == '1' then redis.call('HINCRBY', k, 'edits', 1) end
+if ARGV[15] == '1' then
+  redis.call('HINCRBY', k, 'edits', 1)
+  redis.call('HDEL', k, 'unsure')
+end
 local wv, seen = num(k, 'wv'), tonumber(ARGV[9])
 if ARGV[13] == '1' then
   if wv == seen then
@@ -274,8 +280,9 @@ return {'ok', synced and 1 or 0, redis.call('HGETALL', k)}
 
 // scriptAbort ends an attempt the CRM refused (or that the sweeper gave
 // up), only if it is still the newest: an account never connected goes,
-// a connected one keeps its key and gets back the intention it had before.
-// KEYS[1]: the account. ARGV[6..]: attempt, token, the clientId index key.
+// a connected one keeps its key and, unless asked to keep it, gets back
+// the intention it had before. KEYS[1]: the account. ARGV[6..]: attempt,
+// token, the clientId index key, "1" to keep the intention.
 // Replies {"deleted"}, {"aborted", hash}, {"superseded", hash}, {"lost"} or
 // {"gone"}. The lease is released.
 var scriptAbort = redis.NewScript(prelude + `
@@ -291,8 +298,10 @@ if redis.call('HGET', k, 'pseq') == ARGV[6] then
     remove(k, id, ARGV[8])
     return {'deleted'}
   end
-  if num(k, 'wv') == num(k, 'piv') then
-    redis.call('HSET', k, 'wact', redis.call('HGET', k, 'pwa') or redis.call('HGET', k, 'act'))
+  local back = redis.call('HGET', k, 'pwa') or redis.call('HGET', k, 'act')
+  if ARGV[9] ~= '1' and num(k, 'wv') == num(k, 'piv') and back ~= redis.call('HGET', k, 'wact') then
+    -- going back is an intention of its own: a new version
+    redis.call('HSET', k, 'wact', back, 'wv', num(k, 'wv') + 1)
   end
   redis.call('HDEL', k, 'pkey', 'pseq', 'pat', 'piv', 'pwa', 'tries')
   redis.call('HSET', k, 'uat', NOWS)
@@ -321,12 +330,14 @@ return {'ok', redis.call('HGETALL', k)}
 
 // scriptBackoff puts unfinished work back in the sweeper's queue for later
 // and releases the lease. KEYS[1]: the account. ARGV[6..]: token, when to
-// try next.
+// try next, "1" when an edit got no clear answer (the CRM's state is then
+// unknown until an edit is accepted).
 var scriptBackoff = redis.NewScript(prelude + `
 local k = KEYS[1]
 if redis.call('EXISTS', k) == 0 then return {'gone'} end
 local id = redis.call('HGET', k, 'id')
 if not holds(id, ARGV[6]) then return {'lost'} end
+if ARGV[8] == '1' then redis.call('HSET', k, 'unsure', '1') end
 redis.call('HINCRBY', k, 'tries', 1)
 if redis.call('HEXISTS', k, 'pseq') == 1 or not insync(k) then
   redis.call('ZADD', TAG .. ':inflight', ARGV[7], id)
@@ -412,4 +423,26 @@ redis.call('SET', ARGV[8], id)
 events(k, 10 + 2 * n)
 rekid(k, id)
 return {'ok', redis.call('HGETALL', k)}
+`)
+
+// scriptIntend records that an edit got no clear answer (a timeout, a
+// lost reply: the CRM may or may not have applied it, even after changes
+// recorded since), so the sweeper sends the intention until an edit is
+// accepted; with a state, that state becomes the intention if the
+// intention did not change since the caller read it. KEYS[1]: the account.
+// ARGV[6..]: token, act, frz ("" for none), the intention version read.
+// The lease is released.
+var scriptIntend = redis.NewScript(prelude + `
+local k = KEYS[1]
+if redis.call('EXISTS', k) == 0 then return {'gone'} end
+local id = redis.call('HGET', k, 'id')
+if not holds(id, ARGV[6]) then return {'lost'} end
+upgrade(k)
+redis.call('HSET', k, 'unsure', '1')
+if ARGV[7] ~= '' and num(k, 'wv') == tonumber(ARGV[9]) then
+  redis.call('HSET', k, 'wact', ARGV[7], 'wfrz', ARGV[8], 'wv', num(k, 'wv') + 1, 'uat', NOWS)
+end
+settle(k, id)
+release(id, ARGV[6])
+return {'ok'}
 `)
