@@ -21,7 +21,10 @@ func clearID(name string) string { return "clear-" + name }
 // already in the page's language.
 type fieldView struct {
 	ID, Type, Label, Help string
+	Example               string // a valid value, "For example: …"
 	Required              bool
+	ShowRequired          bool // "(required)" after the label: not once a required secret is saved
+	Numeric               bool // digits only: a numeric keyboard on phones
 	MaxLen                int
 	Value                 string // text and select; never a secret
 	Checked               bool   // checkbox
@@ -58,7 +61,7 @@ func (s *server) fieldViews(l i18n.Localizer, saved map[string]string, sub *sett
 	for _, f := range s.settings.Fields {
 		v := fieldView{
 			ID: inputID(f.Name), Type: string(f.Type), Label: f.Label.In(l.Lang()), Help: f.Help.In(l.Lang()),
-			Required: f.Required, MaxLen: settings.MaxValueLen,
+			Example: f.Example.In(l.Lang()), Required: f.Required, Numeric: f.Digits().Only, MaxLen: settings.MaxValueLen,
 		}
 		value := f.Value(saved)
 		if sub != nil {
@@ -87,9 +90,13 @@ func (s *server) fieldViews(l i18n.Localizer, saved map[string]string, sub *sett
 		default:
 			v.Value = value
 		}
+		v.ShowRequired = f.Required && !v.Saved
 		var described []string
 		if v.Help != "" {
 			described = append(described, v.ID+"-help")
+		}
+		if v.Example != "" {
+			described = append(described, v.ID+"-example")
 		}
 		if v.Saved {
 			described = append(described, v.ID+"-saved")
@@ -98,7 +105,7 @@ func (s *server) fieldViews(l i18n.Localizer, saved map[string]string, sub *sett
 			described = append(described, v.ID+"-retype")
 		}
 		if p, bad := problems[f.Name]; bad {
-			v.Error = l.T("settings.problem." + string(p))
+			v.Error = problemText(l, f, p)
 			described = append(described, v.ID+"-error")
 			v.Autofocus = !focused // the first field to fix gets the focus
 			focused = true
@@ -107,6 +114,39 @@ func (s *server) fieldViews(l i18n.Localizer, saved map[string]string, sub *sett
 		views = append(views, v)
 	}
 	return views
+}
+
+// problemText words why a value was refused so that it says what is
+// expected: the schema's own message, else what the field's type or a
+// digits-only pattern wants; then the example, when there is one.
+func problemText(l i18n.Localizer, f settings.Field, p settings.Problem) string {
+	var text string
+	switch {
+	case p == settings.Mismatch && f.Message.In(l.Lang()) != "":
+		text = f.Message.In(l.Lang())
+	case p == settings.Mismatch && f.Digits().Only:
+		d := f.Digits()
+		switch {
+		case d.Min == d.Max:
+			text = l.T("settings.problem.digits.exact", d.Min)
+		case d.Max > 0 && d.Min > 0:
+			text = l.T("settings.problem.digits.range", d.Min, d.Max)
+		case d.Max > 0:
+			text = l.T("settings.problem.digits.max", d.Max)
+		case d.Min > 1:
+			text = l.T("settings.problem.digits.min", d.Min)
+		default:
+			text = l.T("settings.problem.digits")
+		}
+	case p == settings.Required && (f.Type == settings.Select || f.Type == settings.Checkbox):
+		text = l.T("settings.problem.required." + string(f.Type))
+	default:
+		text = l.T("settings.problem." + string(p))
+	}
+	if ex := f.Example.In(l.Lang()); ex != "" && (p == settings.Mismatch || p == settings.Required) {
+		text += " " + l.T("settings.example", ex)
+	}
+	return text
 }
 
 // handleAccountSettings saves the connection variables: checked here, not

@@ -219,7 +219,7 @@ func TestAccountPageInABrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("settings-save")),
 		chromedp.WaitVisible(chromedp.ID("setting-account_id-error")),
 	)
-	assert.Contains(t, b.text("#setting-account_id-error"), "does not have the expected format")
+	assert.Contains(t, b.text("#setting-account_id-error"), "Use digits only (3 to 12). For example: 4567")
 	assert.Equal(t, "12ab", b.value("#setting-account_id"), "input kept")
 	assert.Equal(t, "true", b.attr("#setting-account_id", "aria-invalid"))
 	assert.Contains(t, strings.Fields(b.attr("#setting-account_id", "aria-describedby")), "setting-account_id-error")
