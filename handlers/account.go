@@ -121,6 +121,15 @@ func (s *server) handleAccountPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if !s.settings.Empty() { // a form sent but not saved comes back as it was
+		d, err := s.sessions.GetDraft(c.Request().Context(), sess.ID)
+		switch {
+		case err == nil:
+			return s.renderSettingsForm(c, http.StatusOK, sess, acc, s.draftState(d, acc.Settings))
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+	}
 	return c.Render(http.StatusOK, "account.html", s.accountView(c, sess, acc))
 }
 

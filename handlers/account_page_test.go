@@ -124,7 +124,7 @@ func TestRefusedSettingsShowErrorsNextToFieldsAndKeepInput(t *testing.T) {
 	assert.Contains(t, body, `<a href="#setting-account_id">Account number: Use digits only (3 to 12). For example: 4567</a>`, "the summary links to the field")
 	assert.Contains(t, body, `<input type="checkbox" id="setting-sync_stock" name="setting-sync_stock" checked`, "a ticked box stays ticked")
 	assert.Equal(t, "", attr(byID(doc, "setting-api_token"), "value"), "a typed secret is never sent back")
-	assert.NotNil(t, byID(doc, "setting-api_token-retype"), "and the owner is told to type it again")
+	assert.NotNil(t, byID(doc, "setting-api_token-kept"), "and the owner is told it was kept (account_drafts_test.go)")
 
 	got, err := h.store.Get(t.Context(), acc.ID)
 	require.NoError(t, err)

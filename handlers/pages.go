@@ -103,7 +103,9 @@ type accountView struct {
 	Alert  string // a failure of the last action, e.g. the CRM refused
 
 	Settings []fieldView
-	Errors   []fieldError // the error summary, in form order
+	Draft    bool         // the form was sent but not saved: it can be discarded
+	FormNote string       // why the form was not saved: the summary's heading
+	Errors   []fieldError // the summary's lines, in form order
 
 	CanDisconnect bool
 }
@@ -125,7 +127,7 @@ func (s *server) accountView(c echo.Context, sess store.Session, acc store.Accou
 			v.Notice = &notice{Kind: "disconnected", Text: l.T("disconnect.done")}
 		}
 	}
-	v.Settings = s.fieldViews(l, acc.Settings, nil, nil)
+	v.Settings = s.fieldViews(l, acc.Settings, nil)
 	return v
 }
 
