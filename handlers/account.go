@@ -144,5 +144,5 @@ func (s *server) handleAccountLogout(c echo.Context) error {
 	}
 	s.clearSessionCookie(c)
 	l := s.localizer(c)
-	return s.renderMessage(c, http.StatusOK, l.T("signedout.title"), l.T("signedout.text"), false)
+	return s.renderMessage(c, http.StatusOK, l.T("signedout.title"), l.T("signedout.text"), false, nil)
 }

@@ -54,7 +54,7 @@ func TestAccountUnknownClientIDShowsAFriendlyPageAndNoCookie(t *testing.T) {
 			resp, body := h.postForm("/account", url.Values{"clientId": {clientID}})
 			assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 			assert.Empty(t, resp.Cookies(), "no cookie for an unknown clientId")
-			assert.Contains(t, body, "Connect it again from the CRM marketplace")
+			assert.Contains(t, body, "Connect the module again from the CRM marketplace.")
 			assert.Contains(t, resp.Header.Get("Content-Type"), "text/html")
 		})
 	}

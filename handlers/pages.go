@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"embed"
+	"errors"
 	"html/template"
 	"io"
 	"io/fs"
@@ -47,24 +48,71 @@ func (p *pages) Render(w io.Writer, name string, data any, _ echo.Context) error
 	return p.t.ExecuteTemplate(w, name, data)
 }
 
-// messageView is a page with one message: a failure, or signed out.
+// messageView is a page about one thing: a failure, or signed out. It is
+// titled with the problem and the module's name, and offers one next step.
 type messageView struct {
 	page
-	Heading string
-	Message string
-	Alert   bool // a failure: role="alert" instead of "status"
+	Module, Logo string
+	Heading      string
+	Message      string
+	Alert        bool      // a failure: role="alert" instead of "status"
+	Next         *nextStep // what to do now; nil: the message says it
 }
 
-func (s *server) renderMessage(c echo.Context, status int, heading, msg string, alert bool) error {
+// nextStep is the one thing to do after a failure: a link back to the
+// account page, or (without a session to go back to) a step in words.
+type nextStep struct {
+	Href string // empty: a step in words, e.g. open the module from the CRM
+	Text string
+}
+
+func (s *server) renderMessage(c echo.Context, status int, heading, msg string, alert bool, next *nextStep) error {
 	return c.Render(status, "message.html", messageView{
-		page: s.newPage(c, heading), Heading: heading, Message: msg, Alert: alert,
+		page:   s.newPage(c, s.titled(heading)),
+		Module: s.cfg.ModuleName, Logo: s.logo(), Heading: heading, Message: msg, Alert: alert, Next: next,
 	})
+}
+
+// titled is a page's <title>: what the page is about first (a tab, a
+// screen reader), then the module's name.
+func (s *server) titled(what string) string { return what + " — " + s.cfg.ModuleName }
+
+// renderErrorPage answers a browser in its language: the session-ended
+// page, or a page titled with the problem (page.<code>.title, else a
+// generic one), its explanation (page.<code>.text, else error.<code>, else
+// the table's English wording) and the one next step.
+func (s *server) renderErrorPage(c echo.Context, r reply, err error) error {
+	l := s.localizer(c)
+	if errors.Is(err, errNoSession) {
+		return c.Render(r.status, "expired.html", expiredView{
+			page: s.newPage(c, s.titled(l.T("expired.title"))), Module: s.cfg.ModuleName, Logo: s.logo(),
+		})
+	}
+	heading := l.T("page.error.title")
+	if key := "page." + r.code + ".title"; l.Has(key) {
+		heading = l.T(key)
+	}
+	msg := r.message(err)
+	if key := "page." + r.code + ".text"; l.Has(key) {
+		msg = l.T(key)
+	} else if key := "error." + r.code; l.Has(key) {
+		msg = l.T(key)
+	}
+	next := &nextStep{Href: "/account", Text: l.T("page.next.account")}
+	switch {
+	case r.code == "unknown_client":
+		next = &nextStep{Text: l.T("page.next.marketplace")}
+	case c.Request().Method == http.MethodPost && c.Request().URL.Path == "/account":
+		// The CRM's sign-in post failed: there is no page to go back to yet.
+		next = &nextStep{Text: l.T("page.next.crm")}
+	}
+	return s.renderMessage(c, r.status, heading, msg, true, next)
 }
 
 // expiredView says how to come back when the session has ended.
 type expiredView struct {
 	page
-	Module string
+	Module, Logo string
 }
 
 // dateView is a moment as the page shows it.
