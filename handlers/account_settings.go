@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -208,7 +209,7 @@ func problemText(l i18n.Localizer, f settings.Field, p settings.Problem) string 
 
 // readSubmission reads the settings form: each field's value as sent, the
 // ticked "remove" boxes, and which secrets the form says are kept.
-func (s *server) readSubmission(form map[string][]string) (sub settings.Submission, kept map[string]bool) {
+func (s *server) readSubmission(form url.Values) (sub settings.Submission, kept map[string]bool) {
 	sub = settings.Submission{Values: map[string]string{}, Clear: map[string]bool{}}
 	kept = map[string]bool{}
 	for _, f := range s.settings.Fields {
@@ -240,6 +241,9 @@ func typedSecret(sub settings.Submission, f settings.Field) string {
 // retry needs no retyping, and the page says so.
 func (s *server) handleAccountSettings(c echo.Context) error {
 	sess, acc, form, err := s.sessionForm(c)
+	if errors.Is(err, errBadCSRF) {
+		return s.recoverStaleSettings(c, sess, acc, form)
+	}
 	if err != nil {
 		return err
 	}
@@ -275,7 +279,7 @@ func (s *server) handleAccountSettings(c echo.Context) error {
 	}
 	if len(problems) > 0 {
 		c.Set("outcome", "invalid_settings")
-		st := s.keepDraft(c, sess, formState{reason: draftInvalid, sub: sub, problems: problems})
+		st, _ := s.keepDraft(c, sess, formState{reason: draftInvalid, sub: sub, problems: problems})
 		return s.renderSettingsForm(c, http.StatusUnprocessableEntity, sess, acc, st)
 	}
 	if _, err := s.accounts.SaveSettings(ctx, acc, values); err != nil {
@@ -291,11 +295,34 @@ func (s *server) handleAccountSettings(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, "/account?done=saved")
 }
 
+// recoverStaleSettings answers a settings form whose CSRF token is stale
+// while its session is live. The usual cause: the module was opened again
+// from the CRM in another tab, which started a new session (and token) in
+// the same browser. A reload would post the same stale token again, so
+// instead nothing is saved, what was typed (never a secret) becomes the
+// session's draft, and the browser goes to the account page, which shows
+// it with a note to check and save. Only a form posted by one of our own
+// pages for this same account is kept: a cross-site post never fills the
+// owner's form, a page of another shop's account never fills this one's.
+// Anything else gets the expired-form page, with a link back.
+func (s *server) recoverStaleSettings(c echo.Context, sess store.Session, acc store.Account, form url.Values) error {
+	if s.settings.Empty() || !s.sameOrigin(c) || form.Get("account") != acc.ID {
+		return errBadCSRF
+	}
+	sub, _ := s.readSubmission(form)
+	if _, kept := s.keepDraft(c, sess, formState{reason: draftExpired, sub: sub}); !kept {
+		return errBadCSRF
+	}
+	c.Set("outcome", "stale_form_kept")
+	return c.Redirect(http.StatusSeeOther, "/account#settings")
+}
+
 // keepDraft keeps a form that was not saved for the session, and decides
 // what became of each secret typed into it: kept when the form was
 // refused for other fields only, else dropped. The secrets' values leave
-// st.sub: from here on they exist only in the sealed draft.
-func (s *server) keepDraft(c echo.Context, sess store.Session, st formState) formState {
+// st.sub: from here on they exist only in the sealed draft. kept is false
+// when the draft could not be stored.
+func (s *server) keepDraft(c echo.Context, sess store.Session, st formState) (_ formState, kept bool) {
 	st.secrets = map[string]secretState{}
 	d := store.Draft{Reason: st.reason, Values: map[string]string{}, Flags: map[string]bool{}, Secrets: map[string]redact.Secret{}}
 	values := maps.Clone(st.sub.Values)
@@ -331,8 +358,9 @@ func (s *server) keepDraft(c echo.Context, sess store.Session, st formState) for
 				st.secrets[name] = secretDropped
 			}
 		}
+		return st, false
 	}
-	return st
+	return st, true
 }
 
 // draftState turns a kept draft back into a form: a reload, a language

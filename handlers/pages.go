@@ -141,6 +141,7 @@ type accountView struct {
 	page
 	Module      string
 	Logo        string
+	AccountID   string // in the settings form: a stale form is kept only for its own account
 	SystemURL   string
 	Status      string
 	ConnectedAt dateView
@@ -162,7 +163,7 @@ func (s *server) accountView(c echo.Context, sess store.Session, acc store.Accou
 	l := s.localizer(c)
 	v := accountView{
 		page:   s.newPage(c, s.cfg.ModuleName+" — "+l.T("account.title")),
-		Module: s.cfg.ModuleName, Logo: s.logo(), SystemURL: acc.SystemURL, Status: string(acc.Status()),
+		Module: s.cfg.ModuleName, Logo: s.logo(), AccountID: acc.ID, SystemURL: acc.SystemURL, Status: string(acc.Status()),
 		ConnectedAt: s.date(c, acc.ConnectedAt), ActivityAt: s.date(c, acc.ActivityAt),
 		CSRF:          sess.CSRF.Reveal(),
 		CanDisconnect: acc.Connected && acc.Active,
