@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/html"
 
+	"github.com/modulehub/simpleconnect/config"
 	"github.com/modulehub/simpleconnect/handlers"
 	"github.com/modulehub/simpleconnect/redact"
 )
@@ -147,4 +148,24 @@ func (h *harness) postTo(base, path string, form url.Values, cookies ...*http.Co
 		req.AddCookie(c)
 	}
 	return h.do(req)
+}
+
+// Every page names its icon, and /favicon.ico, which browsers ask for
+// anyway, is the logo rather than a 404.
+func TestTheFaviconIsTheLogo(t *testing.T) {
+	h := newHarness(t, nil)
+	resp, body := h.get("/favicon.ico")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "image/svg+xml", resp.Header.Get("Content-Type"))
+	_, logo := h.get("/static/logo.svg")
+	assert.Equal(t, logo, body)
+	_, page := h.get("/nowhere")
+	assert.Contains(t, page, `<link rel="icon" href="/static/logo.svg">`)
+
+	withLogo := newHarness(t, nil, func(c *config.Config) { c.ModuleLogoURL = "https://cdn.example/logo.png" })
+	resp, page = withLogo.get("/favicon.ico")
+	assert.Equal(t, http.StatusFound, resp.StatusCode)
+	assert.Equal(t, "https://cdn.example/logo.png", resp.Header.Get("Location"), "a configured logo is the icon")
+	_, page = withLogo.get("/nowhere")
+	assert.Contains(t, page, `<link rel="icon" href="https://cdn.example/logo.png">`)
 }

@@ -26,6 +26,20 @@ func staticFiles() http.Handler {
 	return http.FileServer(http.FS(sub))
 }
 
+// handleFavicon answers the /favicon.ico every browser asks for: the
+// module's logo (pages also name it with <link rel="icon">).
+func (s *server) handleFavicon(c echo.Context) error {
+	if s.cfg.ModuleLogoURL != "" {
+		return c.Redirect(http.StatusFound, s.cfg.ModuleLogoURL)
+	}
+	logo, err := staticFS.ReadFile("static/logo.svg")
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "public, max-age=86400")
+	return c.Blob(http.StatusOK, "image/svg+xml", logo)
+}
+
 // pages renders the HTML templates (echo.Renderer). Every word on them
 // comes from the i18n catalogs through the page's Localizer (.L.T "key").
 type pages struct {

@@ -35,6 +35,7 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/account/disconnect", s.handleDisconnectConfirm)
 	e.POST("/account/disconnect", s.handleDisconnect, limited) // calls the shop's CRM
 	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticFiles())))
+	e.GET("/favicon.ico", s.handleFavicon)
 
 	// Operations.
 	e.GET("/healthz", s.handleHealthz)
