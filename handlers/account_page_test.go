@@ -367,7 +367,17 @@ func TestPagesAreAccessibleAndNeedNoInlineCode(t *testing.T) {
 	bad := goodSettings(csrf, testToken)
 	bad.Set("setting-account_id", "x")
 	bad.Set("setting-environment", "")
-	_, pages["refused settings"] = h.postForm("/account/settings", bad, cookie)
+	_, pages["refused settings"] = h.postForm("/account/settings", bad, cookie) // the token kept
+	_, pages["refused settings, reloaded"] = h.get("/account", cookie)
+	bad.Set("setting-api_token", "bad token")
+	_, pages["refused secret"] = h.postForm("/account/settings", bad, cookie) // the token not kept
+	stale := goodSettings("stale", testToken)
+	stale.Set("account", between(pages["account"], `name="account" value="`, `"`))
+	resp, _ := h.postFormFrom("/account/settings", stale, map[string]string{"Sec-Fetch-Site": "same-origin"}, cookie)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the stale form is kept")
+	_, pages["expired form, back"] = h.get("/account", cookie)
+	_, pages["expired form"] = h.postForm("/account/logout", url.Values{"csrf": {"stale"}}, cookie)
+	_, pages["not found"] = h.get("/nowhere", cookie)
 	h.postForm("/account/settings", goodSettings(csrf, testToken), cookie)
 	_, pages["saved"] = h.get("/account?done=saved", cookie)
 	_, pages["confirm"] = h.get("/account/disconnect", cookie)
