@@ -18,7 +18,16 @@ import (
 	"github.com/modulehub/simpleconnect/config"
 	"github.com/modulehub/simpleconnect/handlers"
 	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/store"
 )
+
+// unreadableAccounts is the store, except that an account's record does
+// not open (sealed with a key the keyring lost).
+type unreadableAccounts struct{ *store.Redis }
+
+func (unreadableAccounts) Get(context.Context, string) (store.Account, error) {
+	return store.Account{}, store.ErrUnreadable
+}
 
 // denyAll is a rate limiter with no budget left.
 type denyAll struct{}
@@ -44,6 +53,11 @@ func TestErrorPagesNameTheModuleTheProblemAndTheNextStep(t *testing.T) {
 		Accounts:  h.store, Sessions: h.store, Store: h.store,
 	}))
 	defer broken.Close()
+	unreadable := httptest.NewServer(handlers.New(handlers.Deps{
+		Config: h.cfg, Log: slog.New(slog.DiscardHandler), Connector: stubConnector{},
+		Accounts: unreadableAccounts{h.store}, Sessions: h.store, Store: h.store,
+	}))
+	defer unreadable.Close()
 	csrf := func(base string) string {
 		resp, body := h.getFrom(base, "/account", cookie)
 		require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -93,6 +107,10 @@ func TestErrorPagesNameTheModuleTheProblemAndTheNextStep(t *testing.T) {
 				return h.postTo(broken.URL, "/account/disconnect", url.Values{"csrf": {csrf(broken.URL)}}, cookie)
 			},
 			500, "Something went wrong — Demo module", "Something went wrong on our side. Try again in a few minutes.", "/account", "Back to your account page",
+		},
+		{
+			"an account that cannot be read", func() (*http.Response, string) { return h.getFrom(unreadable.URL, "/account", cookie) },
+			500, "This did not work — Demo module", "cannot be read", "", "Connect the module again from the CRM marketplace.",
 		},
 	}
 	for _, tc := range cases {

@@ -114,7 +114,8 @@ func (s *server) renderErrorPage(c echo.Context, r reply, err error) error {
 	}
 	next := &nextStep{Href: "/account", Text: l.T("page.next.account")}
 	switch {
-	case r.code == "unknown_client":
+	case r.code == "unknown_client" || r.code == "unreadable" || r.code == "move_refused":
+		// Nothing here can fix these: the module must be connected again.
 		next = &nextStep{Text: l.T("page.next.marketplace")}
 	case c.Request().Method == http.MethodPost && c.Request().URL.Path == "/account":
 		// The CRM's sign-in post failed: there is no page to go back to yet.
