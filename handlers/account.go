@@ -97,7 +97,9 @@ func (s *server) session(c echo.Context) (store.Session, store.Account, error) {
 
 // sessionForm reads a state-changing form from a signed-in browser: the
 // session and its account, the form, and its CSRF token checked against the
-// session's. Every POST of the account page starts here.
+// session's. Every POST of the account page starts here. A stale token
+// (errBadCSRF) comes with the live session, account and form, for a
+// handler that can recover (recoverStaleSettings); others just return it.
 func (s *server) sessionForm(c echo.Context) (store.Session, store.Account, url.Values, error) {
 	noStore(c)
 	sess, acc, err := s.session(c)
@@ -109,9 +111,29 @@ func (s *server) sessionForm(c echo.Context) (store.Session, store.Account, url.
 		return store.Session{}, store.Account{}, nil, err
 	}
 	if !sess.ValidCSRF(form.Get("csrf")) {
-		return store.Session{}, store.Account{}, nil, errBadCSRF
+		return sess, acc, form, errBadCSRF
 	}
 	return sess, acc, form, nil
+}
+
+// sameOrigin reports whether the browser says the request came from one of
+// our own pages: Sec-Fetch-Site, which every current browser sends, else
+// an Origin naming the host the request was sent to or PUBLIC_URL's host.
+// A page cannot forge either. Neither present: no.
+func (s *server) sameOrigin(c echo.Context) bool {
+	r := c.Request()
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin"
+	}
+	origin, err := url.Parse(r.Header.Get("Origin"))
+	if err != nil || origin.Host == "" {
+		return false
+	}
+	if origin.Host == r.Host {
+		return true
+	}
+	public, err := url.Parse(s.cfg.PublicURL)
+	return err == nil && origin.Host == public.Host
 }
 
 // handleAccountPage shows the module's personal account page.
@@ -120,6 +142,15 @@ func (s *server) handleAccountPage(c echo.Context) error {
 	sess, acc, err := s.session(c)
 	if err != nil {
 		return err
+	}
+	if !s.settings.Empty() { // a form sent but not saved comes back as it was
+		d, err := s.sessions.GetDraft(c.Request().Context(), sess.ID)
+		switch {
+		case err == nil:
+			return s.renderSettingsForm(c, http.StatusOK, sess, acc, s.draftState(d, acc.Settings))
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
 	}
 	return c.Render(http.StatusOK, "account.html", s.accountView(c, sess, acc))
 }
@@ -135,5 +166,5 @@ func (s *server) handleAccountLogout(c echo.Context) error {
 	}
 	s.clearSessionCookie(c)
 	l := s.localizer(c)
-	return s.renderMessage(c, http.StatusOK, l.T("signedout.title"), l.T("signedout.text"), false)
+	return s.renderMessage(c, http.StatusOK, l.T("signedout.title"), l.T("signedout.text"), false, nil)
 }

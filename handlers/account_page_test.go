@@ -3,6 +3,8 @@ package handlers_test
 import (
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -114,15 +116,15 @@ func TestRefusedSettingsShowErrorsNextToFieldsAndKeepInput(t *testing.T) {
 	require.NotNil(t, input)
 	assert.Equal(t, "12ab", attr(input, "value"), "input kept")
 	assert.Equal(t, "true", attr(input, "aria-invalid"))
-	assert.Equal(t, "setting-account_id-help setting-account_id-error", attr(input, "aria-describedby"))
+	assert.Equal(t, "setting-account_id-help setting-account_id-example setting-account_id-error", attr(input, "aria-describedby"))
 	assert.True(t, hasAttr(input, "autofocus"), "the first field to fix takes the focus")
-	assert.Contains(t, textOf(byID(doc, "setting-account_id-error")), "does not have the expected format")
+	assert.Equal(t, "Error: Use digits only (3 to 12). For example: 4567", textOf(byID(doc, "setting-account_id-error")), "says what is expected")
 	assert.Contains(t, textOf(byID(doc, "setting-environment-error")), "Choose one of the listed options")
 	assert.False(t, hasAttr(byID(doc, "setting-environment"), "autofocus"), "only one autofocus")
-	assert.Contains(t, body, `<a href="#setting-account_id">Account number: This value does not have the expected format.</a>`, "the summary links to the field")
+	assert.Contains(t, body, `<a href="#setting-account_id">Account number: Use digits only (3 to 12). For example: 4567</a>`, "the summary links to the field")
 	assert.Contains(t, body, `<input type="checkbox" id="setting-sync_stock" name="setting-sync_stock" checked`, "a ticked box stays ticked")
 	assert.Equal(t, "", attr(byID(doc, "setting-api_token"), "value"), "a typed secret is never sent back")
-	assert.NotNil(t, byID(doc, "setting-api_token-retype"), "and the owner is told to type it again")
+	assert.NotNil(t, byID(doc, "setting-api_token-kept"), "and the owner is told it was kept (account_drafts_test.go)")
 
 	got, err := h.store.Get(t.Context(), acc.ID)
 	require.NoError(t, err)
@@ -133,6 +135,83 @@ func TestRefusedSettingsShowErrorsNextToFieldsAndKeepInput(t *testing.T) {
 	resp, body = h.postForm("/account/settings", form, cookie)
 	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
 	assert.Contains(t, textOf(byID(parseHTML(t, body), "setting-api_token-error")), "Fill in this field")
+}
+
+// Each refused value says what is expected, in the owner's language: the
+// schema's message, else the field type's or a digits-only pattern's own
+// wording, and the example.
+func TestRefusedValuesSayWhatIsExpected(t *testing.T) {
+	schema := filepath.Join(t.TempDir(), "settings.json")
+	require.NoError(t, os.WriteFile(schema, []byte(`{"fields":[
+		{"name":"inn","type":"text","required":true,"pattern":"[0-9]{10}|[0-9]{12}","label":"INN",
+		 "message":{"en":"10 or 12 digits.","ru":"10 или 12 цифр.","es":"10 o 12 dígitos."},"example":"7707083893"},
+		{"name":"pin","type":"text","pattern":"[0-9]{4}","label":"PIN"},
+		{"name":"code","type":"text","pattern":"[A-Z]{3}","label":"Code","example":{"en":"ABC","es":"XYZ"}},
+		{"name":"plan","type":"select","required":true,"label":"Plan","options":[{"value":"a","label":"A"},{"value":"b","label":"B"}]},
+		{"name":"terms","type":"checkbox","required":true,"label":"Terms"}]}`), 0o600))
+	h := newHarness(t, nil, withSettingsFile(schema))
+	_, cookie, csrf := h.signedIn("key-wording")
+	form := url.Values{"csrf": {csrf}, "setting-inn": {"12345"}, "setting-pin": {"12a"}, "setting-code": {"abc"}}
+
+	cases := []struct {
+		lang string
+		want map[string]string
+	}{
+		{"en", map[string]string{
+			"inn": "10 or 12 digits. For example: 7707083893", "pin": "Use digits only (exactly 4).",
+			"code": "This value does not have the expected format. For example: ABC", "plan": "Choose one of the listed options.",
+			"terms": "Tick this box: it is required.",
+		}},
+		{"ru", map[string]string{
+			"inn": "10 или 12 цифр. Например: 7707083893", "pin": "Используйте только цифры (ровно 4).",
+			"code": "Значение не в том формате, который ожидается. Например: ABC", "terms": "Отметьте этот пункт: он обязателен.",
+		}},
+		{"es", map[string]string{"code": "Este valor no tiene el formato esperado. Por ejemplo: XYZ", "pin": "Use solo dígitos (exactamente 4)."}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.lang, func(t *testing.T) {
+			resp, body := h.postForm("/account/settings?lang="+tc.lang, form, cookie)
+			require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+			doc := parseHTML(t, body)
+			for name, want := range tc.want {
+				assert.Equal(t, want, visibleText(byID(doc, "setting-"+name+"-error")), name)
+			}
+		})
+	}
+
+	_, body := h.get("/account?lang=en", cookie)
+	doc := parseHTML(t, body)
+	assert.Equal(t, "For example: 7707083893", textOf(byID(doc, "setting-inn-example")), "the example is help before any error")
+	assert.Contains(t, attr(byID(doc, "setting-inn"), "aria-describedby"), "setting-inn-example")
+	assert.Equal(t, "", attr(byID(doc, "setting-inn"), "inputmode"), "10 or 12 digits is digits only, but not a pattern the page reads")
+	assert.Equal(t, "numeric", attr(byID(doc, "setting-pin"), "inputmode"), "a digits-only field brings up a numeric keyboard")
+	assert.False(t, hasAttr(byID(doc, "setting-code"), "inputmode"))
+}
+
+func TestSecretInputsAreNewPasswordsAndASavedOneIsNotRequiredAgain(t *testing.T) {
+	h := newHarness(t, nil, withSettingsFile(exampleSettings))
+	h.remember(testToken)
+	_, cookie, csrf := h.signedIn("key-secret-input")
+	requiredMark := func(doc *html.Node, id string) bool {
+		label := find(doc, func(n *html.Node) bool { return n.Data == "label" && attr(n, "for") == id })
+		require.NotNil(t, label)
+		return find(label, func(n *html.Node) bool { return attr(n, "class") == "required" }) != nil
+	}
+
+	_, body := h.get("/account", cookie)
+	doc := parseHTML(t, body)
+	token := byID(doc, "setting-api_token")
+	assert.Equal(t, "new-password", attr(token, "autocomplete"), "browsers offer no saved password for a module's token")
+	assert.True(t, requiredMark(doc, "setting-api_token"), "nothing saved yet: required")
+	assert.True(t, hasAttr(token, "required"))
+
+	resp, _ := h.postForm("/account/settings", goodSettings(csrf, testToken), cookie)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	_, body = h.get("/account", cookie)
+	doc = parseHTML(t, body)
+	assert.False(t, requiredMark(doc, "setting-api_token"), "saved: leaving it empty is fine, so it does not say required")
+	assert.False(t, hasAttr(byID(doc, "setting-api_token"), "required"))
+	assert.True(t, requiredMark(doc, "setting-account_id"), "other required fields still say so")
 }
 
 func TestSettingsNeedTheSessionAndItsCSRFToken(t *testing.T) {
@@ -288,7 +367,17 @@ func TestPagesAreAccessibleAndNeedNoInlineCode(t *testing.T) {
 	bad := goodSettings(csrf, testToken)
 	bad.Set("setting-account_id", "x")
 	bad.Set("setting-environment", "")
-	_, pages["refused settings"] = h.postForm("/account/settings", bad, cookie)
+	_, pages["refused settings"] = h.postForm("/account/settings", bad, cookie) // the token kept
+	_, pages["refused settings, reloaded"] = h.get("/account", cookie)
+	bad.Set("setting-api_token", "bad token")
+	_, pages["refused secret"] = h.postForm("/account/settings", bad, cookie) // the token not kept
+	stale := goodSettings("stale", testToken)
+	stale.Set("account", between(pages["account"], `name="account" value="`, `"`))
+	resp, _ := h.postFormFrom("/account/settings", stale, map[string]string{"Sec-Fetch-Site": "same-origin"}, cookie)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the stale form is kept")
+	_, pages["expired form, back"] = h.get("/account", cookie)
+	_, pages["expired form"] = h.postForm("/account/logout", url.Values{"csrf": {"stale"}}, cookie)
+	_, pages["not found"] = h.get("/nowhere", cookie)
 	h.postForm("/account/settings", goodSettings(csrf, testToken), cookie)
 	_, pages["saved"] = h.get("/account?done=saved", cookie)
 	_, pages["confirm"] = h.get("/account/disconnect", cookie)
@@ -316,7 +405,10 @@ func TestPagesAreAccessibleAndNeedNoInlineCode(t *testing.T) {
 				}
 			})
 			walk(doc, func(n *html.Node) {
-				assert.False(t, n.Type == html.ElementNode && n.Data == "script", "no script: the pages work without JavaScript")
+				if n.Type == html.ElementNode && n.Data == "script" { // CSP script-src 'self': files only, and the page works without them
+					assert.Equal(t, "/static/time.js", attr(n, "src"), "the one script is the time zone file")
+					assert.Nil(t, n.FirstChild, "no inline code")
+				}
 				assert.False(t, hasAttr(n, "style"), "no style attribute on <%s>: CSP style-src 'self' blocks it", n.Data)
 				for _, a := range n.Attr {
 					assert.False(t, strings.HasPrefix(a.Key, "on"), "no inline handler %s", a.Key)
@@ -347,6 +439,29 @@ func TestPagesAreAccessibleAndNeedNoInlineCode(t *testing.T) {
 			})
 		})
 	}
+}
+
+// visibleText is textOf without what only screen readers get (the
+// "Error:" before a field's problem).
+func visibleText(n *html.Node) string {
+	if n == nil {
+		return ""
+	}
+	var b strings.Builder
+	var visit func(*html.Node)
+	visit = func(n *html.Node) {
+		if n.Type == html.ElementNode && attr(n, "class") == "visually-hidden" {
+			return
+		}
+		if n.Type == html.TextNode {
+			b.WriteString(n.Data)
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			visit(c)
+		}
+	}
+	visit(n)
+	return strings.Join(strings.Fields(b.String()), " ")
 }
 
 func parseHTML(t *testing.T, body string) *html.Node {

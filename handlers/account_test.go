@@ -31,7 +31,8 @@ func TestAccountLoginSetsASessionAndRedirects(t *testing.T) {
 	assert.Contains(t, body, `status-active`, "and the connection state")
 	assert.Contains(t, body, "Demo module")
 	assert.Contains(t, page.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
-	assert.NotContains(t, body, "<script", "no inline script")
+	assert.Contains(t, body, `<script src="/static/time.js" defer></script>`, "scripts come from files only")
+	assert.Equal(t, 1, strings.Count(body, "<script"), "and there is no other")
 }
 
 func TestAccountCookieIsSecureBehindHTTPS(t *testing.T) {
@@ -54,7 +55,7 @@ func TestAccountUnknownClientIDShowsAFriendlyPageAndNoCookie(t *testing.T) {
 			resp, body := h.postForm("/account", url.Values{"clientId": {clientID}})
 			assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 			assert.Empty(t, resp.Cookies(), "no cookie for an unknown clientId")
-			assert.Contains(t, body, "Connect it again from the CRM marketplace")
+			assert.Contains(t, body, "Connect the module again from the CRM marketplace.")
 			assert.Contains(t, resp.Header.Get("Content-Type"), "text/html")
 		})
 	}

@@ -24,7 +24,7 @@ func TestStylesheetColoursHaveEnoughContrast(t *testing.T) {
 		{"fg", "surface"}, {"fg", "bg"}, {"muted", "surface"}, {"muted", "bg"},
 		{"accent", "surface"}, {"accent", "bg"}, {"accent-dark", "surface"},
 		{"ok", "surface"}, {"warn", "surface"}, {"bad", "surface"},
-		{"fg", "ok-bg"}, {"fg", "bad-bg"}, {"bad", "bad-bg"},
+		{"fg", "ok-bg"}, {"fg", "bad-bg"}, {"bad", "bad-bg"}, {"fg", "warn-bg"}, {"warn", "warn-bg"},
 		{"white", "accent"}, {"white", "accent-dark"}, {"white", "danger"}, {"white", "danger-dark"},
 	}
 	for _, p := range pairs {

@@ -28,7 +28,7 @@ func (s *server) handleDisconnectConfirm(c echo.Context) error {
 		return c.Redirect(http.StatusSeeOther, "/account") // nothing to switch off; the page says why
 	}
 	return c.Render(http.StatusOK, "disconnect.html", disconnectView{
-		page:   s.newPage(c, s.localizer(c).T("disconnect.confirm.title")),
+		page:   s.newPage(c, s.titled(s.localizer(c).T("disconnect.confirm.title"))),
 		Module: s.cfg.ModuleName, SystemURL: acc.SystemURL, CSRF: sess.CSRF.Reveal(),
 	})
 }

@@ -185,18 +185,3 @@ func (s *server) handleError(err error, c echo.Context) {
 		s.log.ErrorContext(c.Request().Context(), "writing error reply failed", "err", werr)
 	}
 }
-
-// renderErrorPage answers a browser in its language: the session-ended
-// page, or the failure's text from the catalog ("error.<code>"), the
-// table's English wording when the catalog has none.
-func (s *server) renderErrorPage(c echo.Context, r reply, err error) error {
-	l := s.localizer(c)
-	if errors.Is(err, errNoSession) {
-		return c.Render(r.status, "expired.html", expiredView{page: s.newPage(c, l.T("expired.title")), Module: s.cfg.ModuleName})
-	}
-	msg := r.message(err)
-	if key := "error." + r.code; l.Has(key) {
-		msg = l.T(key)
-	}
-	return s.renderMessage(c, r.status, l.T("message.title"), msg, true)
-}

@@ -37,11 +37,12 @@ func (s *server) localizer(c echo.Context) i18n.Localizer {
 	return l
 }
 
-// page is what every HTML page has: language, switcher, title.
+// page is what every HTML page has: language, switcher, title, icon.
 type page struct {
 	Lang  string
 	L     i18n.Localizer
 	Title string
+	Icon  string // the module's logo
 	Langs []langLink
 }
 
@@ -59,7 +60,7 @@ func (s *server) newPage(c echo.Context, title string) page {
 	if c.Request().Method == http.MethodGet && c.Path() == "/account/disconnect" {
 		target = c.Path()
 	}
-	p := page{Lang: l.Lang(), L: l, Title: title}
+	p := page{Lang: l.Lang(), L: l, Title: title, Icon: s.logo()}
 	for _, code := range i18n.Langs {
 		p.Langs = append(p.Langs, langLink{
 			Code: code, Name: s.words.For(code).T("lang.name"),

@@ -110,7 +110,8 @@ var errPanic = errors.New("handler panicked")
 
 // securityHeaders sets what every reply carries: no sniffing, no framing,
 // and a CSP that allows nothing. Pages (HTML) also get their own CSP (our
-// stylesheet and images, forms to ourselves, no script) and no referrer;
+// stylesheet, script file and images, forms to ourselves, never inline
+// code) and no referrer;
 // JSON replies (webhooks, admin API, probes) carry only what applies to
 // them, which keeps the CRM's hot calls small (BENCHMARKS.md).
 func securityHeaders() echo.MiddlewareFunc {
@@ -137,7 +138,7 @@ func securityHeaders() echo.MiddlewareFunc {
 		header{"Referrer-Policy", []string{"no-referrer"}},
 		header{"X-Frame-Options", []string{"DENY"}},
 		header{"Content-Security-Policy", []string{
-			"default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"}},
+			"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"}},
 	)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"embed"
+	"errors"
 	"html/template"
 	"io"
 	"io/fs"
@@ -23,6 +24,20 @@ var staticFS embed.FS
 func staticFiles() http.Handler {
 	sub, _ := fs.Sub(staticFS, "static")
 	return http.FileServer(http.FS(sub))
+}
+
+// handleFavicon answers the /favicon.ico every browser asks for: the
+// module's logo (pages also name it with <link rel="icon">).
+func (s *server) handleFavicon(c echo.Context) error {
+	if s.cfg.ModuleLogoURL != "" {
+		return c.Redirect(http.StatusFound, s.cfg.ModuleLogoURL)
+	}
+	logo, err := staticFS.ReadFile("static/logo.svg")
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "public, max-age=86400")
+	return c.Blob(http.StatusOK, "image/svg+xml", logo)
 }
 
 // pages renders the HTML templates (echo.Renderer). Every word on them
@@ -47,24 +62,72 @@ func (p *pages) Render(w io.Writer, name string, data any, _ echo.Context) error
 	return p.t.ExecuteTemplate(w, name, data)
 }
 
-// messageView is a page with one message: a failure, or signed out.
+// messageView is a page about one thing: a failure, or signed out. It is
+// titled with the problem and the module's name, and offers one next step.
 type messageView struct {
 	page
-	Heading string
-	Message string
-	Alert   bool // a failure: role="alert" instead of "status"
+	Module, Logo string
+	Heading      string
+	Message      string
+	Alert        bool      // a failure: role="alert" instead of "status"
+	Next         *nextStep // what to do now; nil: the message says it
 }
 
-func (s *server) renderMessage(c echo.Context, status int, heading, msg string, alert bool) error {
+// nextStep is the one thing to do after a failure: a link back to the
+// account page, or (without a session to go back to) a step in words.
+type nextStep struct {
+	Href string // empty: a step in words, e.g. open the module from the CRM
+	Text string
+}
+
+func (s *server) renderMessage(c echo.Context, status int, heading, msg string, alert bool, next *nextStep) error {
 	return c.Render(status, "message.html", messageView{
-		page: s.newPage(c, heading), Heading: heading, Message: msg, Alert: alert,
+		page:   s.newPage(c, s.titled(heading)),
+		Module: s.cfg.ModuleName, Logo: s.logo(), Heading: heading, Message: msg, Alert: alert, Next: next,
 	})
+}
+
+// titled is a page's <title>: what the page is about first (a tab, a
+// screen reader), then the module's name.
+func (s *server) titled(what string) string { return what + " — " + s.cfg.ModuleName }
+
+// renderErrorPage answers a browser in its language: the session-ended
+// page, or a page titled with the problem (page.<code>.title, else a
+// generic one), its explanation (page.<code>.text, else error.<code>, else
+// the table's English wording) and the one next step.
+func (s *server) renderErrorPage(c echo.Context, r reply, err error) error {
+	l := s.localizer(c)
+	if errors.Is(err, errNoSession) {
+		return c.Render(r.status, "expired.html", expiredView{
+			page: s.newPage(c, s.titled(l.T("expired.title"))), Module: s.cfg.ModuleName, Logo: s.logo(),
+		})
+	}
+	heading := l.T("page.error.title")
+	if key := "page." + r.code + ".title"; l.Has(key) {
+		heading = l.T(key)
+	}
+	msg := r.message(err)
+	if key := "page." + r.code + ".text"; l.Has(key) {
+		msg = l.T(key)
+	} else if key := "error." + r.code; l.Has(key) {
+		msg = l.T(key)
+	}
+	next := &nextStep{Href: "/account", Text: l.T("page.next.account")}
+	switch {
+	case r.code == "unknown_client" || r.code == "unreadable" || r.code == "move_refused":
+		// Nothing here can fix these: the module must be connected again.
+		next = &nextStep{Text: l.T("page.next.marketplace")}
+	case c.Request().Method == http.MethodPost && c.Request().URL.Path == "/account":
+		// The CRM's sign-in post failed: there is no page to go back to yet.
+		next = &nextStep{Text: l.T("page.next.crm")}
+	}
+	return s.renderMessage(c, r.status, heading, msg, true, next)
 }
 
 // expiredView says how to come back when the session has ended.
 type expiredView struct {
 	page
-	Module string
+	Module, Logo string
 }
 
 // dateView is a moment as the page shows it.
@@ -93,6 +156,7 @@ type accountView struct {
 	page
 	Module      string
 	Logo        string
+	AccountID   string // in the settings form: a stale form is kept only for its own account
 	SystemURL   string
 	Status      string
 	ConnectedAt dateView
@@ -103,7 +167,9 @@ type accountView struct {
 	Alert  string // a failure of the last action, e.g. the CRM refused
 
 	Settings []fieldView
-	Errors   []fieldError // the error summary, in form order
+	Draft    bool         // the form was sent but not saved: it can be discarded
+	FormNote string       // why the form was not saved: the summary's heading
+	Errors   []fieldError // the summary's lines, in form order
 
 	CanDisconnect bool
 }
@@ -112,7 +178,7 @@ func (s *server) accountView(c echo.Context, sess store.Session, acc store.Accou
 	l := s.localizer(c)
 	v := accountView{
 		page:   s.newPage(c, s.cfg.ModuleName+" — "+l.T("account.title")),
-		Module: s.cfg.ModuleName, Logo: s.logo(), SystemURL: acc.SystemURL, Status: string(acc.Status()),
+		Module: s.cfg.ModuleName, Logo: s.logo(), AccountID: acc.ID, SystemURL: acc.SystemURL, Status: string(acc.Status()),
 		ConnectedAt: s.date(c, acc.ConnectedAt), ActivityAt: s.date(c, acc.ActivityAt),
 		CSRF:          sess.CSRF.Reveal(),
 		CanDisconnect: acc.Connected && acc.Active,
@@ -125,7 +191,7 @@ func (s *server) accountView(c echo.Context, sess store.Session, acc store.Accou
 			v.Notice = &notice{Kind: "disconnected", Text: l.T("disconnect.done")}
 		}
 	}
-	v.Settings = s.fieldViews(l, acc.Settings, nil, nil)
+	v.Settings = s.fieldViews(l, acc.Settings, nil)
 	return v
 }
 

@@ -31,9 +31,11 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/account", s.handleAccountPage)
 	e.POST("/account/logout", s.handleAccountLogout)
 	e.POST("/account/settings", s.handleAccountSettings)
+	e.POST("/account/settings/discard", s.handleDiscardSettings)
 	e.GET("/account/disconnect", s.handleDisconnectConfirm)
 	e.POST("/account/disconnect", s.handleDisconnect, limited) // calls the shop's CRM
 	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticFiles())))
+	e.GET("/favicon.ico", s.handleFavicon)
 
 	// Operations.
 	e.GET("/healthz", s.handleHealthz)

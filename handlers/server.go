@@ -48,6 +48,10 @@ type Sessions interface {
 	CreateSession(ctx context.Context, accountID string, ttl time.Duration) (store.Session, error)
 	GetSession(ctx context.Context, id redact.Secret) (store.Session, error)
 	DeleteSession(ctx context.Context, id redact.Secret) error
+	// A form sent but not saved, kept for the session (account_settings.go).
+	SaveDraft(ctx context.Context, id redact.Secret, d store.Draft, ttl time.Duration) error
+	GetDraft(ctx context.Context, id redact.Secret) (store.Draft, error)
+	DeleteDraft(ctx context.Context, id redact.Secret) error
 }
 
 // Pinger answers whether the store is reachable (readiness).

@@ -125,7 +125,11 @@ func TestEveryReplyCarriesSecurityHeaders(t *testing.T) {
 		assert.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"), path)
 		assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "form-action 'self'", path)
 	}
-	resp, _ := h.get("/config")
+	resp, _ := h.get("/account")
+	csp := resp.Header.Get("Content-Security-Policy")
+	assert.Contains(t, csp, "script-src 'self';", "scripts from our own files only")
+	assert.NotContains(t, csp, "unsafe-inline", "never inline code")
+	resp, _ = h.get("/config")
 	assert.Equal(t, "default-src 'none'; frame-ancestors 'none'", resp.Header.Get("Content-Security-Policy"), "JSON allows nothing at all")
 }
 

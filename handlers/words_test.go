@@ -46,6 +46,7 @@ func TestEveryKeyThePagesUseIsInTheCatalogs(t *testing.T) {
 	for _, p := range []settings.Problem{settings.Required, settings.Mismatch, settings.Choice, settings.TooLong, settings.Invalid} {
 		keys = append(keys, "settings.problem."+string(p))
 	}
+	keys = append(keys, "settings.problem.required.select", "settings.problem.required.checkbox", "settings.problem.kept_expired")
 	for _, r := range append(replies, internalReply) {
 		keys = append(keys, "error."+r.code)
 	}

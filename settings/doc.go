@@ -1,7 +1,8 @@
 // Package settings owns the module's connection variables: the schema a
 // module developer declares in the JSON file named by MODULE_SETTINGS_FILE
 // (name, label and help per language, type text / secret / select /
-// checkbox, required, default, pattern, options), its validation at start,
+// checkbox, required, default, pattern, options, and the message and
+// example that explain a pattern), its validation at start,
 // and the server-side check of what a shop owner submits on the account
 // page.
 //

@@ -83,6 +83,20 @@ func (t Localized) In(lang string) string {
 
 func (t Localized) empty() bool { return t.In("") == "" }
 
+// blank reports a text that shows nothing in some language: none at all
+// ({} or ""), or a blank one ({"ru": " "}); lang names that language.
+func (t Localized) blank() (lang string, blank bool) {
+	if t.empty() {
+		return "", true
+	}
+	for _, l := range sortedLangs(t) {
+		if strings.TrimSpace(t[l]) == "" {
+			return l, true
+		}
+	}
+	return "", false
+}
+
 // Option is one choice of a select field.
 type Option struct {
 	Value string    `json:"value"`
@@ -99,8 +113,15 @@ type Field struct {
 	Pattern  string    `json:"pattern"` // RE2, matched against the whole value
 	Options  []Option  `json:"options"`
 	Help     Localized `json:"help"`
+	// Message says what a valid value looks like; the page shows it, in
+	// place of the built-in wording, when a value does not match Pattern.
+	Message Localized `json:"message"`
+	// Example is a valid value (text and secret), shown under the label and
+	// with a format problem.
+	Example Localized `json:"example"`
 
-	re *regexp.Regexp
+	re     *regexp.Regexp
+	digits Digits
 }
 
 // Schema is the module's connection variables, in display order. The zero
@@ -210,6 +231,28 @@ func Parse(b []byte) (Schema, error) {
 				bad(*f, i, "pattern is not a valid regular expression (RE2 syntax)")
 			} else {
 				f.re = re
+				f.digits = digitsOnly(f.Pattern)
+			}
+		}
+		if f.Message != nil {
+			if f.Pattern == "" {
+				bad(*f, i, "message is only for a field with a pattern: it says what the pattern wants")
+			}
+			if l, blank := f.Message.blank(); blank {
+				bad(*f, i, "message is empty%s", inLang(l))
+			}
+		}
+		if f.Example != nil {
+			if f.Type != Text && f.Type != Secret {
+				bad(*f, i, "example is only for text and secret fields")
+			} else if l, blank := f.Example.blank(); blank {
+				bad(*f, i, "example is empty%s", inLang(l))
+			} else {
+				for _, l := range sortedLangs(f.Example) {
+					if f.problem(strings.TrimSpace(f.Example[l])) != "" {
+						bad(*f, i, "example%s does not pass the field's own checks", inLang(l))
+					}
+				}
 			}
 		}
 		if f.Type == Select {
@@ -248,6 +291,23 @@ func Parse(b []byte) (Schema, error) {
 		return Schema{}, errors.New(strings.Join(problems, "; "))
 	}
 	return s, nil
+}
+
+// inLang names a language in a schema problem ("" is the plain string).
+func inLang(l string) string {
+	if l == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (%s)", l)
+}
+
+func sortedLangs(t Localized) []string {
+	langs := make([]string, 0, len(t))
+	for l := range t {
+		langs = append(langs, l)
+	}
+	sort.Strings(langs)
+	return langs
 }
 
 // jsonProblem words a decoding error without the decoder's Go type names.

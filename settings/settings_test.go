@@ -1,6 +1,7 @@
 package settings_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,8 @@ func TestTheShippedExampleIsValid(t *testing.T) {
 	s, err := settings.Load(filepath.Join("..", "settings.example.json"))
 	require.NoError(t, err)
 	require.Len(t, s.Fields, 4)
+	assert.NotEmpty(t, s.Fields[0].Example, "the example shows an example")
+	assert.NotEmpty(t, s.Fields[1].Message, "and a message")
 	for _, f := range s.Fields {
 		for _, lang := range []string{"en", "ru", "es"} {
 			assert.NotEmpty(t, f.Label[lang], "%s has a label in %s", f.Name, lang)
@@ -67,6 +70,15 @@ func TestParseRejectsBadSchemas(t *testing.T) {
 		{"select default", `{"fields":[{"name":"a","type":"select","label":"A","default":"z","options":[{"value":"x","label":"X"}]}]}`, "default is not one of the options"},
 		{"text default fails pattern", `{"fields":[{"name":"a","type":"text","label":"A","default":"abc","pattern":"[0-9]+"}]}`, "default does not pass"},
 		{"label of wrong shape", `{"fields":[{"name":"a","type":"text","label":7}]}`, "fields.label must be a string or an object of strings per language"},
+		{"message without a pattern", `{"fields":[{"name":"a","type":"text","label":"A","message":"Digits"}]}`, "field #1 (a): message is only for a field with a pattern"},
+		{"empty message", `{"fields":[{"name":"a","type":"text","label":"A","pattern":"[0-9]+","message":""}]}`, "field #1 (a): message is empty"},
+		{"blank message in one language", `{"fields":[{"name":"a","type":"text","label":"A","pattern":"[0-9]+","message":{"en":"Digits","ru":" "}}]}`, "message is empty (ru)"},
+		{"message of wrong shape", `{"fields":[{"name":"a","type":"text","label":"A","pattern":"x","message":["x"]}]}`, "fields.message must be a string or an object"},
+		{"example on a select", `{"fields":[{"name":"a","type":"select","label":"A","example":"x","options":[{"value":"x","label":"X"}]}]}`, "example is only for text and secret fields"},
+		{"example on a checkbox", `{"fields":[{"name":"a","type":"checkbox","label":"A","example":"true"}]}`, "example is only for text and secret fields"},
+		{"empty example", `{"fields":[{"name":"a","type":"text","label":"A","example":{}}]}`, "example is empty"},
+		{"example fails the pattern", `{"fields":[{"name":"a","type":"text","label":"A","pattern":"[0-9]+","example":"12a"}]}`, "field #1 (a): example does not pass the field's own checks"},
+		{"one language's example fails", `{"fields":[{"name":"a","type":"secret","label":"A","pattern":"[a-z]{4}","example":{"en":"abcd","es":"abc"}}]}`, "example (es) does not pass"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,6 +94,52 @@ func TestParseReportsEveryProblemOnOneLine(t *testing.T) {
 	_, err := settings.Parse([]byte(`{"fields":[{"name":"a","type":"text"},{"name":"b","type":"x","label":"B"}]}`))
 	require.Error(t, err)
 	assert.Equal(t, "field #1 (a): label is required; field #2 (b): type must be text, secret, select or checkbox", err.Error())
+}
+
+func TestMessageAndExampleArePerLanguage(t *testing.T) {
+	s, err := settings.Parse([]byte(`{"fields":[
+		{"name":"a","type":"text","label":"A","pattern":"[0-9]{4}","message":{"en":"Four digits","ru":"Четыре цифры"},"example":"1234"},
+		{"name":"b","type":"secret","label":"B","example":{"en":"tok_abc","es":"tok_xyz"}}]}`))
+	require.NoError(t, err)
+	assert.Equal(t, "Четыре цифры", s.Fields[0].Message.In("ru"))
+	assert.Equal(t, "Four digits", s.Fields[0].Message.In("es"), "missing language: English")
+	assert.Equal(t, "1234", s.Fields[0].Example.In("ru"), "a plain string is every language")
+	assert.Equal(t, "tok_xyz", s.Fields[1].Example.In("es"))
+	assert.Empty(t, s.Fields[1].Message.In("en"), "no message: the page words the problem itself")
+}
+
+func TestDigitsOnlyPatternsAreRecognised(t *testing.T) {
+	cases := []struct {
+		pattern string
+		want    settings.Digits
+	}{
+		{`[0-9]{3,12}`, settings.Digits{Only: true, Min: 3, Max: 12}},
+		{`\d+`, settings.Digits{Only: true, Min: 1, Max: -1}},
+		{`\d*`, settings.Digits{Only: true, Min: 0, Max: -1}},
+		{`[0-9]{6}`, settings.Digits{Only: true, Min: 6, Max: 6}},
+		{`\d\d\d`, settings.Digits{Only: true, Min: 3, Max: 3}},
+		{`([0-9]{4})`, settings.Digits{Only: true, Min: 4, Max: 4}},
+		{`7[0-9]{10}`, settings.Digits{Only: true, Min: 11, Max: 11}},
+		{`[0-9]{2,}`, settings.Digits{Only: true, Min: 2, Max: -1}},
+		{`[0-9]{2}-[0-9]{2}`, settings.Digits{}},
+		{`[0-9a-f]{8}`, settings.Digits{}},
+		{`[1-9][0-9]*`, settings.Digits{}},
+		{`\d+|x`, settings.Digits{}},
+		{`[A-Za-z0-9_-]{16,128}`, settings.Digits{}},
+		{`.*`, settings.Digits{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.pattern, func(t *testing.T) {
+			pattern, err := json.Marshal(tc.pattern)
+			require.NoError(t, err)
+			s, err := settings.Parse([]byte(`{"fields":[{"name":"a","type":"text","label":"A","pattern":` + string(pattern) + `}]}`))
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, s.Fields[0].Digits())
+		})
+	}
+	s, err := settings.Parse([]byte(`{"fields":[{"name":"a","type":"text","label":"A"}]}`))
+	require.NoError(t, err)
+	assert.False(t, s.Fields[0].Digits().Only, "no pattern: any text")
 }
 
 func TestLocalizedFallsBack(t *testing.T) {

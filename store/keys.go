@@ -24,6 +24,7 @@ func (k keys) index(s Status) string           { return k.tag + ":idx:" + string
 func (k keys) all() string                     { return k.tag + ":idx:all" }
 func (k keys) inflight() string                { return k.tag + ":inflight" }
 func (k keys) session(sessionID string) string { return k.tag + ":sess:" + digest(sessionID) }
+func (k keys) draft(sessionID string) string   { return k.tag + ":draft:" + digest(sessionID) }
 func (k keys) events() string                  { return k.tag + ":events" }
 func (k keys) lease(id string) string          { return k.tag + ":lease:" + id }
 func (k keys) sealedIDs() string               { return k.tag + ":sealed" }
