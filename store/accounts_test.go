@@ -515,6 +515,9 @@ func TestKeyRotationReSealsOnEveryWriteAndCountsPerKey(t *testing.T) {
 		require.NoError(t, err)
 		other := connect(t, b.s, shopURL(2), newAPIKey())
 		assert.Equal(t, map[string]int64{idA: 2}, must(b.s.SealedCounts(ctx))(t))
+		sess := must(b.s.CreateSession(ctx, a.ID, time.Hour))(t)
+		draft := store.Draft{Values: map[string]string{"shop_code": "main"}, Secrets: map[string]redact.Secret{"token": "typed-" + redact.Secret(randomHex(6))}}
+		require.NoError(t, b.s.SaveDraft(ctx, sess.ID, draft, time.Minute))
 		assert.Equal(t, []string{idA}, must(b.s.Get(ctx, a.ID))(t).SealedWith)
 
 		hashKey := accountKey(t, b.raw, b.prefix, a.ID)
@@ -541,7 +544,7 @@ func TestKeyRotationReSealsOnEveryWriteAndCountsPerKey(t *testing.T) {
 
 		rep, err := rotated.Reseal(ctx)
 		require.NoError(t, err)
-		assert.Equal(t, 1, rep.Resealed, "only the account still on A")
+		assert.Equal(t, 3, rep.Resealed, "the account still on A, the session and its draft")
 		assert.Zero(t, rep.Unreadable)
 		assert.Equal(t, map[string]int64{idB: 2}, rep.ByKey)
 		again, err := rotated.Reseal(ctx)
@@ -555,6 +558,10 @@ func TestKeyRotationReSealsOnEveryWriteAndCountsPerKey(t *testing.T) {
 			assert.Equal(t, []string{idB}, got.SealedWith)
 		}
 		assert.Equal(t, settings, must(onlyB.Get(ctx, a.ID))(t).Settings)
+		gotSess := must(onlyB.GetSession(ctx, sess.ID))(t)
+		assert.Equal(t, sess.CSRF, gotSess.CSRF, "the session survives the rotation")
+		gotDraft := must(onlyB.GetDraft(ctx, sess.ID))(t)
+		assert.Equal(t, draft.Secrets, gotDraft.Secrets, "and so does its draft")
 		_, err = b.s.Get(ctx, a.ID)
 		assert.ErrorIs(t, err, store.ErrUnreadable, "A alone no longer reads")
 	})

@@ -206,14 +206,22 @@ func (s *Redis) Reseal(ctx context.Context) (ResealReport, error) {
 // casField writes a field only if it still holds what was read.
 var casField = redis.NewScript(`if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end return 0`)
 
-// resealSessions re-seals every sealed field of every session.
-func (s *Redis) resealSessions(ctx context.Context) (int, error) {
+// casString rewrites a string only if it still holds what was read,
+// keeping its expiry.
+var casString = redis.NewScript(`local v = redis.call('GET', KEYS[1])
+if v ~= ARGV[1] then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1`)
+
+// scanKeys lists the keys matching pattern, on every master of a Cluster.
+func (s *Redis) scanKeys(ctx context.Context, pattern string) ([]string, error) {
 	var (
 		mu   sync.Mutex
 		keys []string
 	)
 	scan := func(ctx context.Context, c redis.Cmdable) error {
-		it := c.Scan(ctx, 0, s.keys.tag+":sess:*", 500).Iterator()
+		it := c.Scan(ctx, 0, pattern, 500).Iterator()
 		for it.Next(ctx) {
 			mu.Lock()
 			keys = append(keys, it.Val())
@@ -227,11 +235,18 @@ func (s *Redis) resealSessions(ctx context.Context) (int, error) {
 	} else {
 		err = scan(ctx, s.rdb)
 	}
+	slices.Sort(keys)
+	return slices.Compact(keys), err
+}
+
+// resealSessions re-seals every sealed field of every session, and every
+// session's draft. One that cannot be opened is dropped: the owner signs
+// in again, or types the draft again.
+func (s *Redis) resealSessions(ctx context.Context) (int, error) {
+	keys, err := s.scanKeys(ctx, s.keys.tag+":sess:*")
 	if err != nil {
 		return 0, err
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
 	n := 0
 	for _, key := range keys {
 		h, err := s.rdb.HGetAll(ctx, key).Result()
@@ -245,7 +260,7 @@ func (s *Redis) resealSessions(ctx context.Context) (int, error) {
 			}
 			pt, stale, err := s.ring.Open([]byte(v), []byte(key+"#"+f))
 			if err != nil {
-				s.rdb.Del(ctx, key) // cannot be opened: the owner signs in again
+				s.rdb.Del(ctx, key)
 				changed = false
 				break
 			}
@@ -260,6 +275,31 @@ func (s *Redis) resealSessions(ctx context.Context) (int, error) {
 		if changed {
 			n++
 		}
+	}
+	drafts, err := s.scanKeys(ctx, s.keys.tag+":draft:*")
+	if err != nil {
+		return n, err
+	}
+	for _, key := range drafts {
+		v, err := s.rdb.Get(ctx, key).Result()
+		if isNil(err) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		pt, stale, err := s.ring.Open([]byte(v), []byte(key))
+		if err != nil {
+			s.rdb.Del(ctx, key)
+			continue
+		}
+		if !stale {
+			continue
+		}
+		if err := casString.Run(ctx, s.rdb, []string{key}, v, string(s.ring.Seal(pt, []byte(key)))).Err(); err != nil {
+			return n, err
+		}
+		n++
 	}
 	return n, nil
 }
