@@ -30,14 +30,19 @@ type process struct {
 	addr  string
 }
 
-func startProcess(t *testing.T, env ...string) *process {
+// buildBinary builds the service as an operator would: go build.
+func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "simpleconnect")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Stderr = os.Stderr
 	require.NoError(t, build.Run())
+	return bin
+}
 
-	cmd := exec.Command(bin)
+func startProcess(t *testing.T, env ...string) *process {
+	t.Helper()
+	cmd := exec.Command(buildBinary(t))
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "LISTEN_ADDR=127.0.0.1:0", "LOG_FORMAT=json"}, env...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)

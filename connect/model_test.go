@@ -58,6 +58,9 @@ type crmShop struct {
 	clientID string          // the clientId of the last accepted edit
 	edits    int
 	mode     crmMode
+	// hold, when set, keeps edits waiting until it is closed (a slow CRM
+	// whose pace the test decides).
+	hold chan struct{}
 }
 
 // modelCRM is the shops' CRMs in memory, by address; a shop that moved
@@ -68,6 +71,8 @@ type modelCRM struct {
 	// busy makes edits wait on the shop's lock while the CRM itself
 	// switches the module and calls back (see toggle).
 	locks map[*crmShop]*sync.Mutex
+	// inFlight and maxInFlight count edits under way at once, all shops.
+	inFlight, maxInFlight int
 }
 
 func newModelCRM() *modelCRM {
@@ -117,10 +122,27 @@ func (c *modelCRM) FetchCredentials(_ context.Context, url string, key redact.Se
 	return crm.Credentials{Scopes: []string{"integration_read", "integration_write"}}, nil
 }
 
-func (c *modelCRM) EditModule(_ context.Context, url string, key redact.Secret, m crm.Module) (crm.Info, error) {
+func (c *modelCRM) EditModule(ctx context.Context, url string, key redact.Secret, m crm.Module) (crm.Info, error) {
 	sh := c.shop(url)
 	if sh == nil {
 		return crm.Info{}, &crm.Error{Kind: crm.ErrNoAccount}
+	}
+	c.mu.Lock()
+	hold := sh.hold
+	c.inFlight++
+	c.maxInFlight = max(c.maxInFlight, c.inFlight)
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.inFlight--
+		c.mu.Unlock()
+	}()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return crm.Info{}, &crm.Error{Kind: crm.ErrUnavailable}
+		}
 	}
 	defer c.lock(sh)()
 	if !sh.keys[key.Reveal()] {

@@ -221,3 +221,46 @@ func TestAdminEventsListsTheStream(t *testing.T) {
 	resp, body = h.admin(http.MethodGet, "/admin/api/events?after=bogus", adminToken)
 	problemOf(t, resp, body, http.StatusBadRequest)
 }
+
+func TestAdminShowsAnUnreadableAccountWithoutHidingTheOthers(t *testing.T) {
+	h := newAdminHarness(t)
+	good := h.connected("key-readable")
+	other := crmtest.New(t)
+	r := h.register("key-unreadable", other.URL)
+	require.True(t, r.Success, r.ErrorMsg)
+	bad, err := h.store.FindBySystemURL(t.Context(), other.URL)
+	require.NoError(t, err)
+	h.mr.HSet("{test}:acct:"+bad.ID, "key", "\x01damaged") // a damaged sealed value
+
+	resp, body := h.admin(http.MethodGet, "/admin/api/accounts", adminToken)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	statuses := map[string]any{}
+	for _, a := range body["accounts"].([]any) {
+		acc := a.(map[string]any)
+		statuses[acc["id"].(string)] = acc["status"]
+	}
+	assert.Equal(t, map[string]any{good.ID: "active", bad.ID: "unreadable"}, statuses)
+
+	resp, body = h.admin(http.MethodGet, "/admin/api/accounts/"+bad.ID, adminToken)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.Equal(t, "unreadable", body["status"])
+	assert.NotContains(t, body, "system_url", "nothing of it can be trusted")
+}
+
+func TestAdminResealReportsWhatItDid(t *testing.T) {
+	h := newAdminHarness(t)
+	h.connected("key-reseal")
+	resp, body := h.admin(http.MethodPost, "/admin/api/reseal", adminToken)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.EqualValues(t, 0, body["resealed"], "already sealed with the only key")
+	assert.EqualValues(t, 0, body["unreadable"])
+	byKey, ok := body["byKey"].(map[string]any)
+	require.True(t, ok, body)
+	require.Len(t, byKey, 1)
+	for id, n := range byKey {
+		assert.Len(t, id, 8, "a key id, never a key")
+		assert.EqualValues(t, 1, n)
+	}
+	resp, body = h.admin(http.MethodPost, "/admin/api/reseal", "")
+	assert.Equal(t, "unauthorized", problemOf(t, resp, body, http.StatusUnauthorized))
+}

@@ -2,9 +2,11 @@ package handlers_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -291,4 +293,51 @@ func TestRegisterWithMissingScopesNamesThem(t *testing.T) {
 	assert.Empty(t, h.fake.Edits())
 	_, err := h.store.FindBySystemURL(t.Context(), h.fake.URL)
 	assert.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// A double-clicked Connect, or the CRM retrying: many registers of one shop
+// at once all succeed, with one account and one clientId.
+func TestConcurrentRegistersOfOneShopNeverAnswerBusy(t *testing.T) {
+	h := newHarness(t, nil)
+	const clients, each = 8, 50
+	const key = "key-same-shop"
+	token := verify.Sign(testSecret, redact.Secret(key))
+	h.remember(key, token)
+	body, err := json.Marshal(map[string]string{"apiKey": key, "systemUrl": h.fake.URL, "token": token})
+	require.NoError(t, err)
+	form := url.Values{"register": {string(body)}}.Encode()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		failures []string
+	)
+	for range clients {
+		wg.Go(func() {
+			for range each {
+				var r webhookReply
+				resp, err := http.Post(h.srv.URL+"/register", "application/x-www-form-urlencoded", strings.NewReader(form))
+				if err == nil {
+					err = json.NewDecoder(resp.Body).Decode(&r)
+					resp.Body.Close()
+				}
+				if err != nil || !r.Success {
+					mu.Lock()
+					failures = append(failures, fmt.Sprint(err, r.ErrorMsg))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Empty(t, failures, "0 of %d registers failed", clients*each)
+	page, err := h.store.List(t.Context(), store.ListQuery{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, page.Accounts, 1, "one account")
+	acc := page.Accounts[0]
+	assert.Equal(t, store.StatusActive, acc.Status())
+	clientIDs := map[any]bool{}
+	for _, e := range h.fake.Edits() {
+		clientIDs[e.Module["clientId"]] = true
+	}
+	assert.Equal(t, map[any]bool{acc.ClientID.Reveal(): true}, clientIDs, "the CRM only ever saw one clientId")
 }
