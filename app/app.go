@@ -70,6 +70,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		return nil, err
 	}
 	m := metrics.New()
+	accounts.SetKeyCheckInterval(cfg.KeyCheckInterval)
 	accounts.Client().AddHook(m.RedisHook())
 	for _, h := range o.RedisHooks {
 		accounts.Client().AddHook(h)
@@ -140,6 +141,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	background, stop := context.WithCancel(ctx)
 	defer stop()
 	go a.connector.RunSweeper(background, time.Minute)
+	go a.connector.RunKeyChecks(background, a.Store, a.Config.KeyCheckInterval, a.Metrics.KeyChecks)
 	if a.domains != nil {
 		go a.domains.Run(background, a.Config.CRMDomainsRefresh) // never blocks a register: the built-in list applies meanwhile
 	}

@@ -95,6 +95,9 @@ type Config struct {
 
 	SessionTTL      time.Duration `envconfig:"SESSION_TTL" default:"12h"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	// KeyCheckInterval is how often each active account's key is checked at
+	// its CRM (spread evenly over the interval); 0 turns checks off.
+	KeyCheckInterval time.Duration `envconfig:"KEY_CHECK_INTERVAL" default:"24h"`
 	LogFormat       string        `envconfig:"LOG_FORMAT" default:"text"`
 	LogLevel        slog.Level    `envconfig:"LOG_LEVEL" default:"info"`
 }
@@ -280,6 +283,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", "must be a positive duration")
+	}
+	if c.KeyCheckInterval < 0 || c.KeyCheckInterval > 0 && c.KeyCheckInterval < time.Second {
+		bad("KEY_CHECK_INTERVAL", "must be 0 (off) or at least 1s")
 	}
 	for i, t := range c.AdminTokens {
 		if len(t.Reveal()) < 16 {

@@ -61,6 +61,11 @@ type crmShop struct {
 	// hold, when set, keeps edits waiting until it is closed (a slow CRM
 	// whose pace the test decides).
 	hold chan struct{}
+	// scopes are what /api/credentials reports for the shop's keys (nil:
+	// the two the module needs); down makes it answer 503.
+	scopes []string
+	down   bool
+	checks int // /api/credentials calls
 }
 
 // modelCRM is the shops' CRMs in memory, by address; a shop that moved
@@ -116,8 +121,15 @@ func (c *modelCRM) FetchCredentials(_ context.Context, url string, key redact.Se
 		return crm.Credentials{}, &crm.Error{Kind: crm.ErrNoAccount}
 	}
 	defer c.lock(sh)()
+	sh.checks++
+	if sh.down {
+		return crm.Credentials{}, &crm.Error{Kind: crm.ErrUnavailable}
+	}
 	if !sh.keys[key.Reveal()] {
 		return crm.Credentials{}, &crm.Error{Kind: crm.ErrUnauthorized}
+	}
+	if sh.scopes != nil {
+		return crm.Credentials{Scopes: sh.scopes}, nil
 	}
 	return crm.Credentials{Scopes: []string{"integration_read", "integration_write"}}, nil
 }

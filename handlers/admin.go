@@ -76,6 +76,8 @@ type adminAccount struct {
 	ConnectedAt   *time.Time        `json:"connected_at,omitempty"`
 	ActivityAt    *time.Time        `json:"activity_at,omitempty"`
 	SettingsNames []string          `json:"settings,omitempty"`
+	MissingScopes []string          `json:"missing_scopes,omitempty"`
+	KeyCheckedAt  *time.Time        `json:"key_checked_at,omitempty"`
 	SealedWith    []string          `json:"sealed_with,omitempty"`
 	Links         map[string]string `json:"links"`
 }
@@ -107,7 +109,7 @@ func toAdmin(a store.Account) adminAccount {
 		Connected: a.Connected, Want: &adminState{a.Want.Active, a.Want.Frozen}, InSync: a.InSync(),
 		KeyPending: !a.PendingAPIKey.IsZero(), PendingSince: opt(a.PendingSince),
 		CreatedAt: opt(a.CreatedAt), UpdatedAt: opt(a.UpdatedAt), ConnectedAt: opt(a.ConnectedAt), ActivityAt: opt(a.ActivityAt),
-		SettingsNames: names, SealedWith: a.SealedWith, Links: links,
+		SettingsNames: names, MissingScopes: a.MissingScopes, KeyCheckedAt: opt(a.KeyCheckedAt), SealedWith: a.SealedWith, Links: links,
 	}
 }
 
@@ -120,7 +122,7 @@ type accountList struct {
 func (s *server) handleAdminList(c echo.Context) error {
 	q := store.ListQuery{Status: store.Status(c.QueryParam("status")), Cursor: c.QueryParam("cursor"), Limit: 50}
 	if q.Status != "" && !slices.Contains(store.Statuses, q.Status) {
-		return problemf(errAdminQuery, "status must be one of active, inactive, frozen, pending")
+		return problemf(errAdminQuery, "status must be one of active, inactive, frozen, pending, key_revoked, scopes_missing")
 	}
 	if q.Cursor != "" && !validID(q.Cursor) {
 		return problemf(errAdminQuery, "cursor is not one this API returned")

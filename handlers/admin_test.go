@@ -264,3 +264,25 @@ func TestAdminResealReportsWhatItDid(t *testing.T) {
 	resp, body = h.admin(http.MethodPost, "/admin/api/reseal", "")
 	assert.Equal(t, "unauthorized", problemOf(t, resp, body, http.StatusUnauthorized))
 }
+
+func TestAdminListsAccountsWhoseKeyDiedByStatus(t *testing.T) {
+	h := newAdminHarness(t)
+	ok := h.connected("key-healthy")
+	other := crmtest.New(t)
+	require.True(t, h.register("key-revoked", other.URL).Success)
+	revoked, err := h.store.FindBySystemURL(t.Context(), other.URL)
+	require.NoError(t, err)
+	_, _, err = h.store.SetKeyHealth(t.Context(), revoked.ID, revoked.KeySeq, store.KeyRevoked, nil)
+	require.NoError(t, err)
+
+	resp, body := h.admin(http.MethodGet, "/admin/api/accounts?status=key_revoked", adminToken)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	accounts := body["accounts"].([]any)
+	require.Len(t, accounts, 1)
+	assert.Equal(t, revoked.ID, accounts[0].(map[string]any)["id"])
+	assert.Equal(t, "key_revoked", accounts[0].(map[string]any)["status"])
+	resp, body = h.admin(http.MethodGet, "/admin/api/accounts?status=active", adminToken)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.Len(t, body["accounts"].([]any), 1)
+	assert.Equal(t, ok.ID, body["accounts"].([]any)[0].(map[string]any)["id"])
+}

@@ -514,7 +514,7 @@ func TestEveryPageStateInEveryLanguage(t *testing.T) {
 var screenStates = []string{
 	"account", "account-mobile", "settings-error", "settings-error-mobile", "settings-saved", "settings-expired",
 	"form-expired", "error", "disconnect-confirm", "disconnect-refused", "disconnected",
-	"not-found", "too-many-requests", "unknown-client", "signed-out", "session-ended",
+	"key-revoked", "scopes-missing", "not-found", "too-many-requests", "unknown-client", "signed-out", "session-ended",
 }
 
 func tour(t *testing.T, lang string) {
@@ -598,6 +598,22 @@ func tour(t *testing.T, lang string) {
 	b.do("switch off again", chromedp.Click(chromedp.ID("disconnect-start")), chromedp.WaitVisible(chromedp.ID("disconnect-confirm")),
 		chromedp.Click(chromedp.ID("disconnect-yes")), chromedp.WaitVisible(chromedp.CSS(".notice-disconnected")))
 	shot("disconnected", 200)
+
+	// The key health check found the key revoked, then a scope missing.
+	keyHealth := func(health store.KeyHealth, missing ...string) {
+		t.Helper()
+		cur, err := h.store.Get(t.Context(), acc.ID)
+		require.NoError(t, err)
+		_, _, err = h.store.SetKeyHealth(t.Context(), acc.ID, cur.KeySeq, health, missing)
+		require.NoError(t, err)
+	}
+	keyHealth(store.KeyRevoked)
+	b.do("the key was revoked", chromedp.Navigate(h.srv.URL+"/account"), chromedp.WaitVisible(chromedp.CSS(".status-key_revoked")))
+	shot("key-revoked", 200)
+	keyHealth(store.KeyScopesMissing, "order_write")
+	b.do("a scope is missing", chromedp.Navigate(h.srv.URL+"/account"), chromedp.WaitVisible(chromedp.ID("missing-scopes")))
+	assert.Contains(t, b.text("#missing-scopes"), "order_write", "the page names what the key lost")
+	shot("scopes-missing", 200)
 
 	b.do("no such page", chromedp.Navigate(h.srv.URL+"/nowhere"), chromedp.WaitVisible(chromedp.ID("next-step")))
 	shot("not-found", 404)

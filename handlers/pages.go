@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -172,6 +173,8 @@ type accountView struct {
 	Errors   []fieldError // the summary's lines, in form order
 
 	CanDisconnect bool
+	// MissingScopes names the permissions the key lost (status scopes_missing).
+	MissingScopes string
 }
 
 func (s *server) accountView(c echo.Context, sess store.Session, acc store.Account) accountView {
@@ -181,7 +184,10 @@ func (s *server) accountView(c echo.Context, sess store.Session, acc store.Accou
 		Module: s.cfg.ModuleName, Logo: s.logo(), AccountID: acc.ID, SystemURL: acc.SystemURL, Status: string(acc.Status()),
 		ConnectedAt: s.date(c, acc.ConnectedAt), ActivityAt: s.date(c, acc.ActivityAt),
 		CSRF:          sess.CSRF.Reveal(),
-		CanDisconnect: acc.Connected && acc.Active,
+		CanDisconnect: acc.Connected && acc.Active && acc.KeyHealth != store.KeyRevoked,
+	}
+	if acc.KeyHealth == store.KeyScopesMissing {
+		v.MissingScopes = strings.Join(acc.MissingScopes, ", ")
 	}
 	switch c.QueryParam("done") {
 	case "saved":

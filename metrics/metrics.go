@@ -29,6 +29,7 @@ type Metrics struct {
 	sweeps        *prometheus.CounterVec
 	domainRefresh *prometheus.CounterVec
 	sealed        *prometheus.GaugeVec
+	keyChecks     *prometheus.CounterVec
 
 	// httpSeries caches the two series of each route, method and status
 	// class: label lookups hash their values on every call, and this runs
@@ -84,12 +85,15 @@ func New() *Metrics {
 		domainRefresh: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "simpleconnect_domain_list_refreshes_total", Help: "Fetches of the CRM's domain lists by outcome.",
 		}, []string{"outcome"}),
+		keyChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simpleconnect_key_checks_total", Help: "Checks of shops' API keys at their CRMs, by outcome (healthy, key_revoked, scopes_missing, failed, skipped).",
+		}, []string{"outcome"}),
 		sealed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "simpleconnect_sealed_accounts", Help: "Accounts sealed (fully or in part) with each encryption key id; an old key may go once its count is 0.",
 		}, []string{"key_id"}),
 	}
 	r.MustRegister(m.httpRequests, m.httpDuration, m.registers, m.crmAttempts, m.crmDuration, m.crmRetries,
-		m.storeErrors, m.sweeps, m.domainRefresh, m.sealed,
+		m.storeErrors, m.sweeps, m.domainRefresh, m.sealed, m.keyChecks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -161,6 +165,16 @@ func (m *Metrics) Sweep(results map[string]int) {
 	}
 	for result, n := range results {
 		m.sweeps.WithLabelValues(result).Add(float64(n))
+	}
+}
+
+// KeyChecks records one round of key checks: counts by outcome.
+func (m *Metrics) KeyChecks(outcomes map[string]int) {
+	if m == nil {
+		return
+	}
+	for outcome, n := range outcomes {
+		m.keyChecks.WithLabelValues(outcome).Add(float64(n))
 	}
 }
 

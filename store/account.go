@@ -34,13 +34,28 @@ const (
 	StatusActive   Status = "active"
 	StatusInactive Status = "inactive"
 	StatusFrozen   Status = "frozen"
+	// StatusKeyRevoked: the shop's CRM no longer accepts the account's API
+	// key (the key health check got 401/403); the owner reconnects.
+	StatusKeyRevoked Status = "key_revoked"
+	// StatusScopesMissing: the key lost permissions the module needs.
+	StatusScopesMissing Status = "scopes_missing"
 	// StatusUnreadable is shown for an account whose record cannot be
 	// opened (only lists and the admin API carry it; it is never indexed).
 	StatusUnreadable Status = "unreadable"
 )
 
 // Statuses lists every indexed Status, for validation and indexes.
-var Statuses = []Status{StatusPending, StatusActive, StatusInactive, StatusFrozen}
+var Statuses = []Status{StatusPending, StatusActive, StatusInactive, StatusFrozen, StatusKeyRevoked, StatusScopesMissing}
+
+// KeyHealth is what the last check of an account's key at its CRM found.
+type KeyHealth string
+
+// Key health outcomes.
+const (
+	KeyHealthy       KeyHealth = ""
+	KeyRevoked       KeyHealth = KeyHealth(StatusKeyRevoked)
+	KeyScopesMissing KeyHealth = KeyHealth(StatusScopesMissing)
+)
 
 // State is the module's switch in a shop's CRM: on or off, frozen or not.
 type State struct {
@@ -90,6 +105,12 @@ type Account struct {
 	// until an edit is accepted.
 	Unsure bool
 
+	// KeyHealth is what the last check of APIKey found (KeyHealthy until
+	// a check says otherwise); MissingScopes names what the key lost.
+	KeyHealth     KeyHealth
+	MissingScopes []string
+	KeyCheckedAt  time.Time
+
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	ConnectedAt time.Time // last successful connection
@@ -125,6 +146,8 @@ func (a Account) Status() Status {
 		return StatusUnreadable
 	case !a.Connected:
 		return StatusPending
+	case a.KeyHealth != KeyHealthy:
+		return Status(a.KeyHealth)
 	case a.Frozen:
 		return StatusFrozen
 	case a.Active:

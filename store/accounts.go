@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	mrand "math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -268,6 +270,11 @@ func (s *Redis) Record(ctx context.Context, l Lease, read Account, sy Sync) (Acc
 	args := append(s.common(now), l.Token, boolField(sy.Sent.Active), boolField(sy.Sent.Frozen), sy.FromVersion, url,
 		proved, provedSeq, boolField(sy.NewIntention), boolField(sy.Activity), boolField(sy.Edited), boolField(!sy.Keep))
 	args = append(args, s.leaseArgs(now, "")[1:]...)
+	nextCheck := ""
+	if s.keyCheckEvery > 0 {
+		nextCheck = strconv.FormatInt(now.Add(s.keyCheckEvery).UnixMilli(), 10)
+	}
+	args = append(args, nextCheck)
 	args = append(args, changeArgs(sy.Changes)...)
 	args = append(args, s.resealArgs(read, fAPIKey)...)
 	res, err := scriptRecord.Run(ctx, s.rdb, []string{key}, args...).Result()
@@ -585,4 +592,62 @@ func (s *Redis) Due(ctx context.Context, now time.Time, limit int) ([]string, er
 func clone(a Account) Account {
 	a.Settings = maps.Clone(a.Settings)
 	return a
+}
+
+// SetKeyHealth records what a check of the account's key (the one proved
+// by attempt keySeq) found. A key replaced meanwhile is not judged by a
+// check of the old one: ErrStale. changed: the health is new (an event was
+// appended).
+func (s *Redis) SetKeyHealth(ctx context.Context, id string, keySeq int64, h KeyHealth, missing []string) (Account, bool, error) {
+	args := append(s.common(s.now()), strconv.FormatInt(keySeq, 10), string(h), strings.Join(missing, ","))
+	res, err := scriptKeyHealth.Run(ctx, s.rdb, []string{s.keys.account(id)}, args...).Result()
+	if err != nil {
+		return Account{}, false, err
+	}
+	switch verdict, rest := reply(res); verdict {
+	case "ok":
+		changed, _ := rest[0].(int64)
+		acc, err := s.decodeStrict(hashOf(rest[1]))
+		return acc, changed == 1, err
+	case "stale":
+		return Account{}, false, ErrStale
+	case "gone":
+		return Account{}, false, ErrNotFound
+	default:
+		return Account{}, false, fmt.Errorf("store: key health: unexpected reply %q", verdict)
+	}
+}
+
+// ErrStale means what the caller learnt is about a key the account no
+// longer has.
+var ErrStale = errors.New("store: the account's key changed meanwhile")
+
+// ClaimKeyChecks hands this replica the key checks due at now, at most
+// most: paced so every queued account is checked once per interval,
+// evenly over it, across all replicas together; each to one replica only
+// (it is rescheduled a whole interval later as it is handed out).
+func (s *Redis) ClaimKeyChecks(ctx context.Context, interval time.Duration, most int) ([]string, error) {
+	args := append(s.common(s.now()), interval.Milliseconds(), most)
+	res, err := scriptClaimKeyChecks.Run(ctx, s.rdb, []string{s.keys.keyCheck()}, args...).StringSlice()
+	if isNil(err) {
+		return nil, nil
+	}
+	return res, err
+}
+
+// ScheduleKeyChecks puts every connected account that is not yet in the
+// key-check queue there, its first check spread over one interval from
+// now: for data written before checks were on.
+func (s *Redis) ScheduleKeyChecks(ctx context.Context, interval time.Duration) error {
+	now := s.now()
+	return s.eachAccountID(ctx, func(ids []string) error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range ids {
+				at := now.Add(time.Duration(mrand.Int64N(int64(interval) + 1)))
+				p.ZAddNX(ctx, s.keys.keyCheck(), redis.Z{Score: float64(at.UnixMilli()), Member: id})
+			}
+			return nil
+		})
+		return err
+	})
 }

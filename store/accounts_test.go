@@ -765,6 +765,8 @@ func TestListByStatus(t *testing.T) {
 				_, err = s.SetActivity(ctx, a.ID, store.State{}, store.Lease{})
 			case store.StatusFrozen:
 				_, err = s.SetActivity(ctx, a.ID, store.State{Active: true, Frozen: true}, store.Lease{})
+			case store.StatusKeyRevoked, store.StatusScopesMissing:
+				_, _, err = s.SetKeyHealth(ctx, a.ID, a.KeySeq, store.KeyHealth(st), []string{"order_write"})
 			}
 			require.NoError(t, err)
 			want[st] = append(want[st], a.ID)

@@ -37,6 +37,9 @@ const (
 	fEdits       = "edits"
 	fTries       = "tries"
 	fUnsure      = "unsure" // v2
+	fKeyHealth   = "kh"     // v2: "", "key_revoked", "scopes_missing"
+	fMissing     = "kmiss"  // v2: comma-separated scopes the key lost
+	fKeyChecked  = "kcat"   // v2: last key check
 	fCreatedAt   = "cat"
 	fUpdatedAt   = "uat"
 	fConnectedAt = "nat"
@@ -97,6 +100,11 @@ func (s *Redis) decode(h map[string]string) (Account, []string) {
 	a.Edits = parseInt(h[fEdits])
 	a.Tries = int(parseInt(h[fTries]))
 	a.Unsure = h[fUnsure] == "1"
+	a.KeyHealth = KeyHealth(h[fKeyHealth])
+	if m := h[fMissing]; m != "" {
+		a.MissingScopes = strings.Split(m, ",")
+	}
+	a.KeyCheckedAt = parseTime(h[fKeyChecked])
 	a.CreatedAt = parseTime(h[fCreatedAt])
 	a.UpdatedAt = parseTime(h[fUpdatedAt])
 	a.ConnectedAt = parseTime(h[fConnectedAt])

@@ -21,6 +21,13 @@ const (
 	// EventRepaired: a register reached an account that could not be read;
 	// it got a new clientId and lost what could not be opened.
 	EventRepaired = "account.repaired"
+	// EventKeyRevoked, EventScopesMissing: the key health check found the
+	// shop's key refused, or without a scope the module needs;
+	// EventKeyRestored: a check found it healthy again (a reconnect heals it
+	// with account.reconnected).
+	EventKeyRevoked    = "account.key_revoked"
+	EventScopesMissing = "account.scopes_missing"
+	EventKeyRestored   = "account.key_restored"
 )
 
 // Event is one entry of the account event stream. It never carries a

@@ -30,6 +30,7 @@ func (k keys) lease(id string) string          { return k.tag + ":lease:" + id }
 func (k keys) sealedIDs() string               { return k.tag + ":sealed" }
 func (k keys) sealedBy(keyID string) string    { return k.tag + ":sealed:" + keyID }
 func (k keys) meta() string                    { return k.tag + ":meta" }
+func (k keys) keyCheck() string                { return k.tag + ":keycheck" }
 func (k keys) pattern() string                 { return k.tag + ":*" }
 
 func digest(s string) string {

@@ -54,9 +54,12 @@ type Redis struct {
 	maxEvents  int64
 	leaseTTL   time.Duration
 	retryAfter time.Duration
-	now        func() time.Time
-	closers    []func() error
-	log        *slog.Logger
+	// keyCheckEvery queues a newly proved key for its first health check
+	// one interval later; 0: checks are off.
+	keyCheckEvery time.Duration
+	now           func() time.Time
+	closers       []func() error
+	log           *slog.Logger
 	// shops remembers which account owns a shop address, so a register
 	// seals the key for the right account in its first round trip; a stale
 	// entry only costs a second one.
@@ -195,6 +198,9 @@ func (s *Redis) SetTimings(leaseTTL, retryAfter time.Duration) {
 		s.retryAfter = retryAfter
 	}
 }
+
+// SetKeyCheckInterval turns the key health queue on (0: off).
+func (s *Redis) SetKeyCheckInterval(every time.Duration) { s.keyCheckEvery = every }
 
 // LeaseTTL is how long a lease lasts unless renewed.
 func (s *Redis) LeaseTTL() time.Duration { return s.leaseTTL }

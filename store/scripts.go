@@ -44,6 +44,8 @@ end
 
 local function status(k)
   if redis.call('HGET', k, 'con') ~= '1' then return 'pending' end
+  local kh = redis.call('HGET', k, 'kh')
+  if kh and kh ~= '' then return kh end
   if redis.call('HGET', k, 'frz') == '1' then return 'frozen' end
   if redis.call('HGET', k, 'act') == '1' then return 'active' end
   return 'inactive'
@@ -144,6 +146,11 @@ local function events(k, i)
   return i + 1 + 3 * n
 end
 
+local function emit(k, typ)
+  redis.call('XADD', TAG .. ':events', 'MAXLEN', '~', MAXEV, '*', 'type', typ, 'account_id', redis.call('HGET', k, 'id'),
+    'system_url', redis.call('HGET', k, 'url') or '', 'status', status(k), 'at', AT)
+end
+
 local function remove(k, id, client_key)
   local url = redis.call('HGET', k, 'url')
   for _, x in ipairs(redis.call('SMEMBERS', TAG .. ':sealed')) do redis.call('SREM', TAG .. ':sealed:' .. x, id) end
@@ -152,7 +159,8 @@ local function remove(k, id, client_key)
   if url and redis.call('GET', TAG .. ':shop:' .. url) == id then redis.call('DEL', TAG .. ':shop:' .. url) end
   redis.call('ZREM', TAG .. ':idx:all', id)
   redis.call('ZREM', TAG .. ':inflight', id)
-  for _, st in ipairs({'pending', 'active', 'inactive', 'frozen'}) do redis.call('ZREM', TAG .. ':idx:' .. st, id) end
+  redis.call('ZREM', TAG .. ':keycheck', id)
+  for _, st in ipairs({'pending', 'active', 'inactive', 'frozen', 'key_revoked', 'scopes_missing'}) do redis.call('ZREM', TAG .. ':idx:' .. st, id) end
 end
 `
 
@@ -222,7 +230,8 @@ return 1
 // version it came from, the address it went to, the key it proved (sealed)
 // and its attempt, whether the sent state is a new intention, whether it
 // answers an activity callback, whether an edit was sent, whether to
-// release the lease once in sync, the lease's new end and backstop, then
+// release the lease once in sync, the lease's new end and backstop, when
+// the proved key is first due for a health check ("" for never), then
 // events and re-sealed fields. Replies {"ok", synced, hash}, {"lost"},
 // {"taken"} (the new address has another account) or {"gone"}.
 var scriptRecord = redis.NewScript(prelude + `
@@ -258,6 +267,9 @@ if ARGV[11] ~= '' then
   local pseq = ARGV[12]
   if redis.call('HGET', k, 'con') ~= '1' or tonumber(pseq) > num(k, 'kseq') then
     redis.call('HSET', k, 'key', ARGV[11], 'kseq', pseq)
+    -- a key the CRM just accepted is healthy until a check says otherwise
+    redis.call('HDEL', k, 'kh', 'kmiss')
+    if ARGV[19] ~= '' then redis.call('ZADD', TAG .. ':keycheck', 'NX', ARGV[19], id) end
   end
   redis.call('HSET', k, 'con', '1', 'nat', NOWS)
   if redis.call('HGET', k, 'pseq') == pseq then
@@ -265,7 +277,7 @@ if ARGV[11] ~= '' then
   end
 end
 if ARGV[14] == '1' then redis.call('HSET', k, 'aat', NOWS) end
-local i = events(k, 19)
+local i = events(k, 20)
 reseal(k, i)
 rekid(k, id)
 reindex(id, before, status(k))
@@ -445,4 +457,59 @@ end
 settle(k, id)
 release(id, ARGV[6])
 return {'ok'}
+`)
+
+// scriptKeyHealth records what a check of the account's key found, if the
+// key checked is still the account's. KEYS[1]: the account. ARGV[6..]: the
+// attempt that proved the checked key, the health ("" = healthy), the
+// missing scopes. Replies {"ok", changed, hash}, {"stale"} or {"gone"}.
+var scriptKeyHealth = redis.NewScript(prelude + `
+local k = KEYS[1]
+if redis.call('EXISTS', k) == 0 then return {'gone'} end
+local id = redis.call('HGET', k, 'id')
+if redis.call('HGET', k, 'con') ~= '1' or tostring(num(k, 'kseq')) ~= ARGV[6] then return {'stale'} end
+upgrade(k)
+local before = status(k)
+local old = redis.call('HGET', k, 'kh') or ''
+redis.call('HSET', k, 'kcat', NOWS)
+if ARGV[7] == '' then redis.call('HDEL', k, 'kh', 'kmiss') else redis.call('HSET', k, 'kh', ARGV[7], 'kmiss', ARGV[8]) end
+reindex(id, before, status(k))
+local changed = 0
+if old ~= ARGV[7] then
+  changed = 1
+  if ARGV[7] == 'key_revoked' then emit(k, 'account.key_revoked')
+  elseif ARGV[7] == 'scopes_missing' then emit(k, 'account.scopes_missing')
+  else emit(k, 'account.key_restored') end
+end
+return {'ok', changed, redis.call('HGETALL', k)}
+`)
+
+// scriptClaimKeyChecks hands out the key checks that are due, paced so
+// that every account in the queue is checked once per interval, evenly:
+// across all replicas together at most (accounts / interval) checks per
+// unit of time, each account to one replica only. KEYS[1]: the queue.
+// ARGV[6..]: the interval (ms), the most to hand out at once.
+var scriptClaimKeyChecks = redis.NewScript(prelude + `
+local q, meta = KEYS[1], TAG .. ':meta'
+local n = redis.call('ZCARD', q)
+local interval, most = tonumber(ARGV[6]), tonumber(ARGV[7])
+if n == 0 then
+  redis.call('HSET', meta, 'kc_last', NOWS)
+  return {}
+end
+local per = interval / n
+local last = tonumber(redis.call('HGET', meta, 'kc_last') or tostring(NOW - per))
+-- Credit for time passed, but never more than a batch (after downtime,
+-- checks resume at the pace, not in a burst).
+last = math.max(last, NOW - most * per)
+local budget = math.min(math.floor((NOW - last) / per), most)
+if budget <= 0 then return {} end
+local due = redis.call('ZRANGEBYSCORE', q, '-inf', NOWS, 'LIMIT', 0, budget)
+if #due == 0 then
+  redis.call('HSET', meta, 'kc_last', NOWS)
+  return {}
+end
+for _, id in ipairs(due) do redis.call('ZADD', q, NOW + interval, id) end
+redis.call('HSET', meta, 'kc_last', tostring(math.floor(last + #due * per)))
+return due
 `)
