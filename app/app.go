@@ -27,6 +27,7 @@ import (
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/settings"
 	"github.com/modulehub/simpleconnect/store"
+	"github.com/modulehub/simpleconnect/tokens"
 )
 
 // Options are what a caller other than main may change, to measure it.
@@ -109,8 +110,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	if cfg.RateLimitPerMinute > 0 {
 		limiter = ratelimit.New(accounts.Client(), cfg.RedisKeyPrefix, cfg.RateLimitPerMinute)
 	}
+	issuer, err := tokenIssuer(cfg, log)
+	if err != nil {
+		_ = accounts.Close()
+		return nil, err
+	}
 	var handler http.Handler = handlers.New(handlers.Deps{
-		Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts, Sealing: accounts,
+		Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts, Sealing: accounts, Tokens: issuer,
 		Limiter: limiter, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies), Addresses: &addresses, Metrics: m,
 		Settings: schema,
 	})
@@ -132,6 +138,25 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		log.Info("shutting down: finishing requests in flight", "timeout", cfg.ShutdownTimeout.String())
 	})
 	return a, nil
+}
+
+// tokenIssuer signs the shop's identity for the module's apps with
+// TOKEN_SIGNING_KEY; without one, the embedded store (development) gets an
+// ephemeral key and a real deployment none (the token routes answer 404).
+func tokenIssuer(cfg config.Config, log *slog.Logger) (*tokens.Issuer, error) {
+	seeds := [][]byte(cfg.TokenSigningKeys)
+	if len(seeds) == 0 {
+		if !cfg.UsesEmbeddedStore() {
+			return nil, nil
+		}
+		seeds = [][]byte{tokens.NewSeed()}
+		log.Warn("TOKEN_SIGNING_KEY is empty: tokens are signed with an ephemeral key (development only; they stop verifying at restart)")
+	}
+	issuer, err := tokens.NewIssuer(seeds, cfg.PublicURL, cfg.ModuleCode, 0)
+	if err != nil {
+		return nil, fmt.Errorf("config: TOKEN_SIGNING_KEY: %w", err)
+	}
+	return issuer, nil
 }
 
 // Serve serves on ln, with the sweeper and the domain list refresher

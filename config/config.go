@@ -95,11 +95,18 @@ type Config struct {
 
 	SessionTTL      time.Duration `envconfig:"SESSION_TTL" default:"12h"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	// TokenSigningKeys sign the tokens for the module's own apps (the first
+	// signs, all are in the JWKS); empty: token routes answer 404, except on
+	// the embedded store, which makes an ephemeral key.
+	TokenSigningKeys SigningKeys `envconfig:"TOKEN_SIGNING_KEY"`
+	// ModuleAppURL is the module's own app: the account page offers "Open"
+	// and sends the owner there with #token=<jwt>.
+	ModuleAppURL string `envconfig:"MODULE_APP_URL"`
 	// KeyCheckInterval is how often each active account's key is checked at
 	// its CRM (spread evenly over the interval); 0 turns checks off.
 	KeyCheckInterval time.Duration `envconfig:"KEY_CHECK_INTERVAL" default:"24h"`
-	LogFormat       string        `envconfig:"LOG_FORMAT" default:"text"`
-	LogLevel        slog.Level    `envconfig:"LOG_LEVEL" default:"info"`
+	LogFormat        string        `envconfig:"LOG_FORMAT" default:"text"`
+	LogLevel         slog.Level    `envconfig:"LOG_LEVEL" default:"info"`
 }
 
 // Load reads the process environment and validates it.
@@ -283,6 +290,11 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", "must be a positive duration")
+	}
+	if c.ModuleAppURL != "" {
+		if u, err := url.Parse(c.ModuleAppURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" || u.User != nil {
+			bad("MODULE_APP_URL", "must be an absolute http(s) URL without a fragment or user")
+		}
 	}
 	if c.KeyCheckInterval < 0 || c.KeyCheckInterval > 0 && c.KeyCheckInterval < time.Second {
 		bad("KEY_CHECK_INTERVAL", "must be 0 (off) or at least 1s")

@@ -23,6 +23,7 @@ var (
 	errNotFound       = errors.New("no such route")
 	errMethodNotAllow = errors.New("method not allowed")
 	errRateLimited    = errors.New("rate limited")
+	errNotActive      = errors.New("the module is not active for this shop")
 )
 
 // reply is what a failure looks like to its reader.
@@ -66,6 +67,7 @@ var replies = []reply{
 	{errAdminAuth, http.StatusUnauthorized, "unauthorized", "A valid bearer token is required.", false},
 	{errAdminQuery, http.StatusBadRequest, "bad_query", "The query is not valid", true},
 	{connect.ErrNotConnected, http.StatusConflict, "not_connected", "The account has no key the CRM accepted yet.", false},
+	{errNotActive, http.StatusConflict, "not_active", "The module is not active for this shop: it is switched off, frozen, not connected yet, or its API key no longer works.", false},
 	{errRateLimited, http.StatusTooManyRequests, "rate_limited", "Too many requests. Try again in a minute.", false},
 	{errNotFound, http.StatusNotFound, "not_found", "Not found.", false},
 	{errMethodNotAllow, http.StatusMethodNotAllowed, "method_not_allowed", "This address does not accept this kind of request.", false},

@@ -28,6 +28,7 @@ import (
 	"github.com/modulehub/simpleconnect/seal"
 	"github.com/modulehub/simpleconnect/settings"
 	"github.com/modulehub/simpleconnect/store"
+	"github.com/modulehub/simpleconnect/tokens"
 	"github.com/modulehub/simpleconnect/verify"
 )
 
@@ -63,6 +64,10 @@ func withPublicURL(u string) harnessOption { return func(c *config.Config) { c.P
 func withSettingsFile(path string) harnessOption {
 	return func(c *config.Config) { c.ModuleSettingsFile = path }
 }
+func withTokenKey(seed []byte) harnessOption {
+	return func(c *config.Config) { c.TokenSigningKeys = config.SigningKeys{seed} }
+}
+func withAppURL(u string) harnessOption { return func(c *config.Config) { c.ModuleAppURL = u } }
 func withAdminTokens(tokens ...redact.Secret) harnessOption {
 	return func(c *config.Config) { c.AdminTokens = tokens }
 }
@@ -103,11 +108,16 @@ func newHarness(t *testing.T, fakeOpts []crmtest.Option, opts ...harnessOption) 
 	}, log)
 	schema, err := settings.Load(cfg.ModuleSettingsFile)
 	require.NoError(t, err)
+	var issuer *tokens.Issuer
+	if len(cfg.TokenSigningKeys) > 0 {
+		issuer, err = tokens.NewIssuer(cfg.TokenSigningKeys, cfg.PublicURL, cfg.ModuleCode, 0)
+		require.NoError(t, err)
+	}
 	addresses := handlers.AddressPolicy(cfg)
 	addresses.MoveHosts = []string{"localhost"} // the fake CRM's "cloud": moves to it are followed
 	h.srv = httptest.NewServer(handlers.New(handlers.Deps{
 		Config: cfg, Log: log, Connector: connector, Accounts: h.store, Sessions: h.store, Store: h.store,
-		Sealing: h.store, Settings: schema, Addresses: &addresses,
+		Sealing: h.store, Settings: schema, Addresses: &addresses, Tokens: issuer,
 	}))
 	t.Cleanup(h.srv.Close)
 	t.Cleanup(h.assertNoSecretsLogged)

@@ -175,6 +175,9 @@ type accountView struct {
 	CanDisconnect bool
 	// MissingScopes names the permissions the key lost (status scopes_missing).
 	MissingScopes string
+	// CanOpen offers "Open <module>": MODULE_APP_URL is set and the module
+	// runs for this shop.
+	CanOpen bool
 }
 
 func (s *server) accountView(c echo.Context, sess store.Session, acc store.Account) accountView {
@@ -186,6 +189,7 @@ func (s *server) accountView(c echo.Context, sess store.Session, acc store.Accou
 		CSRF:          sess.CSRF.Reveal(),
 		CanDisconnect: acc.Connected && acc.Active && acc.KeyHealth != store.KeyRevoked,
 	}
+	v.CanOpen = s.cfg.ModuleAppURL != "" && s.tokens != nil && acc.Connected && acc.Active && !acc.Frozen && acc.KeyHealth == store.KeyHealthy
 	if acc.KeyHealth == store.KeyScopesMissing {
 		v.MissingScopes = strings.Join(acc.MissingScopes, ", ")
 	}

@@ -35,6 +35,10 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/account/disconnect", s.handleDisconnectConfirm)
 	e.POST("/account/disconnect", s.handleDisconnect, limited) // calls the shop's CRM
 	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticFiles())))
+	// The shop's identity for the module's own apps (tokens).
+	e.POST("/account/token", s.handleAccountToken)
+	e.POST("/account/open", s.handleAccountOpen)
+	e.GET("/.well-known/jwks.json", s.handleJWKS)
 	e.GET("/favicon.ico", s.handleFavicon)
 
 	// Operations.

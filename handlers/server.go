@@ -16,6 +16,7 @@ import (
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/settings"
 	"github.com/modulehub/simpleconnect/store"
+	"github.com/modulehub/simpleconnect/tokens"
 	"github.com/modulehub/simpleconnect/verify"
 )
 
@@ -77,6 +78,9 @@ type Deps struct {
 	// Sealing re-seals stored credentials (admin API); nil: the route
 	// answers 404.
 	Sealing Sealing
+	// Tokens signs the shop's identity for the module's apps; nil: the
+	// token routes answer 404.
+	Tokens *tokens.Issuer
 	// Addresses validates shop addresses; built from Config when nil.
 	Addresses *verify.AddressPolicy
 	// Limiter limits public endpoints per client; nil: no limit.
@@ -99,6 +103,7 @@ type server struct {
 	sessions  Sessions
 	store     Pinger
 	sealing   Sealing
+	tokens    *tokens.Issuer
 	addresses verify.AddressPolicy
 	limiter   RateLimiter
 	metrics   *metrics.Metrics
@@ -116,7 +121,7 @@ func New(d Deps) *echo.Echo {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &server{
-		cfg: d.Config, log: d.Log, connector: d.Connector, accounts: d.Accounts, sessions: d.Sessions, store: d.Store, sealing: d.Sealing,
+		cfg: d.Config, log: d.Log, connector: d.Connector, accounts: d.Accounts, sessions: d.Sessions, store: d.Store, sealing: d.Sealing, tokens: d.Tokens,
 		limiter: d.Limiter, metrics: d.Metrics, pages: mustParsePages(),
 		words: i18n.MustLoad(), settings: d.Settings,
 	}
