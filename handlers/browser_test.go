@@ -379,6 +379,7 @@ func TestAccountPageInABrowser(t *testing.T) {
 	b.do("switch to Russian",
 		chromedp.Click(chromedp.CSS(`.langs a[hreflang="ru"]`)),
 		chromedp.WaitReady(chromedp.CSS(`html[lang="ru"]`)),
+		chromedp.WaitVisible(chromedp.ID("settings-save")), // the form is parsed, not only the html element
 	)
 	assert.Equal(t, "12ab", b.value("#setting-account_id"))
 	assert.Equal(t, "sandbox", b.value("#setting-environment"))
@@ -388,6 +389,7 @@ func TestAccountPageInABrowser(t *testing.T) {
 	b.do("switch back to English",
 		chromedp.Click(chromedp.CSS(`.langs a[hreflang="en"]`)),
 		chromedp.WaitReady(chromedp.CSS(`html[lang="en"]`)),
+		chromedp.WaitVisible(chromedp.ID("settings-save")),
 	)
 
 	// The retry: only the account number fixed, the token left empty.

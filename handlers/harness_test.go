@@ -77,7 +77,10 @@ func testConfig() config.Config {
 		ListenAddr: "127.0.0.1:0", PublicURL: "http://module.test", ModuleCode: "demo",
 		ModuleName: "Demo module", ModuleSecrets: []redact.Secret{testSecret, oldTestSecret},
 		ModuleScopes: []string{"integration_read", "integration_write"}, RedisKeyPrefix: "test",
-		CRMAllowInsecure: true, CRMTimeout: 2 * time.Second, SessionTTL: time.Hour,
+		// A generous CRM deadline: a loaded 2-CPU machine running -race must
+		// never turn a loopback call into a timeout; tests of timeouts set
+		// their own (withCRMTimeout).
+		CRMAllowInsecure: true, CRMTimeout: 10 * time.Second, SessionTTL: time.Hour,
 		ShutdownTimeout: time.Second, LogFormat: "text",
 	}.WithDefaults()
 }
