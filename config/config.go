@@ -51,12 +51,12 @@ type Config struct {
 	// envconfig's required tag: it stops at the first missing one with a
 	// line of its own shape, and lets MODULE_CODE= (empty) through anyway.
 	// Validate reports both, with every other bad variable, one line each.
-	ModuleCode            string          `envconfig:"MODULE_CODE"`
-	ModuleIntegrationCode string          `envconfig:"MODULE_INTEGRATION_CODE"`
-	ModuleName            string          `envconfig:"MODULE_NAME"`
-	ModuleLogoURL         string          `envconfig:"MODULE_LOGO_URL"`
-	ModuleSecrets         []redact.Secret `envconfig:"MODULE_SECRETS"` // first is current; all verify
-	ModuleScopes          []string        `envconfig:"MODULE_SCOPES" default:"integration_read,integration_write"`
+	ModuleCode            string     `envconfig:"MODULE_CODE"`
+	ModuleIntegrationCode string     `envconfig:"MODULE_INTEGRATION_CODE"`
+	ModuleName            string     `envconfig:"MODULE_NAME"`
+	ModuleLogoURL         string     `envconfig:"MODULE_LOGO_URL"`
+	ModuleSecrets         SecretList `envconfig:"MODULE_SECRETS"` // first is current; all verify
+	ModuleScopes          List       `envconfig:"MODULE_SCOPES" default:"integration_read,integration_write"`
 	// ModuleSettingsFile names the JSON file declaring the module's
 	// connection variables (see settings.example.json); empty: none, and the
 	// account page has no settings form.
@@ -64,34 +64,34 @@ type Config struct {
 
 	// RedisURL may carry a password, so it is a Secret.
 	RedisURL          redact.Secret `envconfig:"REDIS_URL"`
-	RedisClusterAddrs []string      `envconfig:"REDIS_CLUSTER_ADDRS"`
+	RedisClusterAddrs List          `envconfig:"REDIS_CLUSTER_ADDRS"`
 	RedisKeyPrefix    string        `envconfig:"REDIS_KEY_PREFIX" default:"simpleconnect"`
 	// Sentinel: the master's name and the sentinels' addresses.
-	RedisSentinelMaster string   `envconfig:"REDIS_SENTINEL_MASTER"`
-	RedisSentinelAddrs  []string `envconfig:"REDIS_SENTINEL_ADDRS"`
+	RedisSentinelMaster string `envconfig:"REDIS_SENTINEL_MASTER"`
+	RedisSentinelAddrs  List   `envconfig:"REDIS_SENTINEL_ADDRS"`
 	// RedisPassword is for Cluster and Sentinel nodes (a REDIS_URL carries its own).
 	RedisPassword redact.Secret `envconfig:"REDIS_PASSWORD"`
 
-	CRMAllowedHosts  []string      `envconfig:"CRM_ALLOWED_HOSTS"`
+	CRMAllowedHosts  List          `envconfig:"CRM_ALLOWED_HOSTS"`
 	CRMAllowInsecure bool          `envconfig:"CRM_ALLOW_INSECURE" default:"false"`
 	CRMTimeout       time.Duration `envconfig:"CRM_TIMEOUT" default:"10s"`
 	// CRMDomainsURLs are the CRM's published lists of account domains,
 	// refreshed in the background and added to CRMAllowedHosts; empty: off.
-	CRMDomainsURLs    []string      `envconfig:"CRM_DOMAINS_URL"`
+	CRMDomainsURLs    List          `envconfig:"CRM_DOMAINS_URL"`
 	CRMDomainsRefresh time.Duration `envconfig:"CRM_DOMAINS_REFRESH" default:"1h"`
 	// CRMAllowedPorts are ports besides 443 a systemUrl may name (box
 	// installations on a custom port).
-	CRMAllowedPorts []uint16 `envconfig:"CRM_ALLOWED_PORTS"`
+	CRMAllowedPorts PortList `envconfig:"CRM_ALLOWED_PORTS"`
 
 	// RateLimitPerMinute limits /register, /activity and POST /account per
 	// client address and route, across replicas; 0 turns it off.
 	RateLimitPerMinute int `envconfig:"RATE_LIMIT_PER_MINUTE" default:"60"`
 	// TrustedProxies are the CIDRs of load balancers whose X-Forwarded-For
 	// names the client; empty: the connection's peer is the client.
-	TrustedProxies []string `envconfig:"TRUSTED_PROXIES"`
+	TrustedProxies List `envconfig:"TRUSTED_PROXIES"`
 
-	EncryptionKeys EncryptionKeys  `envconfig:"ENCRYPTION_KEY"`
-	AdminTokens    []redact.Secret `envconfig:"ADMIN_TOKEN"`
+	EncryptionKeys EncryptionKeys `envconfig:"ENCRYPTION_KEY"`
+	AdminTokens    SecretList     `envconfig:"ADMIN_TOKEN"`
 
 	SessionTTL      time.Duration `envconfig:"SESSION_TTL" default:"12h"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
@@ -160,11 +160,10 @@ func (c *Config) applyDefaults() {
 	if len(c.CRMAllowedHosts) == 0 {
 		c.CRMAllowedHosts = slices.Clone(DefaultCRMHosts)
 	}
+	// One spelling per host (items are already trimmed by splitList): a
+	// fully qualified "RetailCRM.ru." is the suffix "retailcrm.ru".
 	for i, h := range c.CRMAllowedHosts {
-		c.CRMAllowedHosts[i] = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
-	}
-	for i, s := range c.ModuleScopes {
-		c.ModuleScopes[i] = strings.TrimSpace(s)
+		c.CRMAllowedHosts[i] = strings.TrimSuffix(strings.ToLower(h), ".")
 	}
 }
 
@@ -172,7 +171,6 @@ func (c *Config) applyDefaults() {
 // filled in, as Load does. Tests that build a Config literal call it.
 func (c Config) WithDefaults() Config {
 	c.CRMAllowedHosts = slices.Clone(c.CRMAllowedHosts)
-	c.ModuleScopes = slices.Clone(c.ModuleScopes)
 	c.applyDefaults()
 	return c
 }
@@ -214,9 +212,19 @@ func (c Config) Validate() error {
 	if len(c.ModuleSecrets) == 0 {
 		bad("MODULE_SECRETS", "is required: the secret from the module card of the partner account")
 	}
-	for i, s := range c.ModuleSecrets {
-		if strings.TrimSpace(s.Reveal()) == "" {
-			bad("MODULE_SECRETS", "secret #%d is empty", i+1)
+	// Every list is checked by the rule splitList applies when reading it,
+	// so a Config literal cannot hold what the environment could not.
+	for _, l := range []struct {
+		name  string
+		items []string
+	}{
+		{"MODULE_SECRETS", c.ModuleSecrets.strings()}, {"MODULE_SCOPES", c.ModuleScopes},
+		{"REDIS_CLUSTER_ADDRS", c.RedisClusterAddrs}, {"REDIS_SENTINEL_ADDRS", c.RedisSentinelAddrs},
+		{"CRM_ALLOWED_HOSTS", c.CRMAllowedHosts}, {"CRM_DOMAINS_URL", c.CRMDomainsURLs},
+		{"TRUSTED_PROXIES", c.TrustedProxies}, {"ADMIN_TOKEN", c.AdminTokens.strings()},
+	} {
+		if err := checkItems(l.items); err != nil {
+			bad(l.name, "%v", err)
 		}
 	}
 	if len(c.ModuleScopes) == 0 {
@@ -256,7 +264,7 @@ func (c Config) Validate() error {
 		bad("CRM_TIMEOUT", "must be a positive duration, e.g. 10s")
 	}
 	for _, u := range c.CRMDomainsURLs {
-		if pu, err := url.Parse(strings.TrimSpace(u)); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
 			bad("CRM_DOMAINS_URL", "must be http(s) URLs, e.g. https://infra-data.retailcrm.tech/crm-domains.json")
 		}
 	}
@@ -272,7 +280,7 @@ func (c Config) Validate() error {
 		bad("RATE_LIMIT_PER_MINUTE", "must be 0 (off) or more")
 	}
 	for _, cidr := range c.TrustedProxies {
-		if _, err := netip.ParsePrefix(strings.TrimSpace(cidr)); err != nil {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
 			bad("TRUSTED_PROXIES", "%q is not a CIDR such as 10.0.0.0/8", cidr) // network ranges are not secrets
 		}
 	}
@@ -327,14 +335,15 @@ func (c Config) SecureCookies() bool { return strings.HasPrefix(c.PublicURL, "ht
 // holds them as a comma-separated list of base64 strings.
 type EncryptionKeys [][]byte
 
-// Decode implements envconfig.Decoder. Its errors never quote the value.
+// Decode implements envconfig.Decoder through splitList, like every list.
+// Its errors never quote the value.
 func (k *EncryptionKeys) Decode(value string) error {
 	*k = nil
-	for i, part := range strings.Split(value, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
+	parts, err := splitList(value)
+	if err != nil {
+		return err
+	}
+	for i, part := range parts {
 		b, err := base64.StdEncoding.DecodeString(part)
 		if err != nil {
 			b, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(part, "="))

@@ -70,13 +70,13 @@ func TestLoadMinimalEnvUsesContractDefaults(t *testing.T) {
 	assert.Equal(t, "my-module", c.ModuleIntegrationCode, "MODULE_INTEGRATION_CODE defaults to MODULE_CODE")
 	assert.Equal(t, "my-module", c.ModuleName, "MODULE_NAME defaults to MODULE_CODE")
 	assert.Empty(t, c.ModuleLogoURL)
-	assert.Equal(t, []redact.Secret{"partner-secret"}, c.ModuleSecrets)
-	assert.Equal(t, []string{"integration_read", "integration_write"}, c.ModuleScopes)
+	assert.Equal(t, config.SecretList{"partner-secret"}, c.ModuleSecrets)
+	assert.Equal(t, config.List{"integration_read", "integration_write"}, c.ModuleScopes)
 	assert.True(t, c.RedisURL.IsZero())
 	assert.Empty(t, c.RedisClusterAddrs)
 	assert.True(t, c.UsesEmbeddedStore())
-	assert.Equal(t, config.DefaultCRMHosts, c.CRMAllowedHosts)
-	assert.Equal(t, []string{"retailcrm.ru", "retailcrm.pro", "retailcrm.es", "retailcrm.io", "simla.com", "simla.io"}, c.CRMAllowedHosts)
+	assert.Equal(t, config.List(config.DefaultCRMHosts), c.CRMAllowedHosts)
+	assert.Equal(t, config.List{"retailcrm.ru", "retailcrm.pro", "retailcrm.es", "retailcrm.io", "simla.com", "simla.io"}, c.CRMAllowedHosts)
 	assert.False(t, c.CRMAllowInsecure)
 	assert.Equal(t, 10*time.Second, c.CRMTimeout)
 	assert.Empty(t, c.EncryptionKeys)
@@ -114,15 +114,15 @@ func TestLoadReadsEveryVariable(t *testing.T) {
 	assert.Equal(t, "my-integration", c.ModuleIntegrationCode)
 	assert.Equal(t, "My module", c.ModuleName)
 	assert.Equal(t, "https://module.example.com/logo.svg", c.LogoURL())
-	assert.Equal(t, []redact.Secret{"current", "old"}, c.ModuleSecrets, "first is current, all verify")
-	assert.Equal(t, []string{"integration_read", "order_read"}, c.ModuleScopes, "spaces around scopes are trimmed")
+	assert.Equal(t, config.SecretList{"current", "old"}, c.ModuleSecrets, "first is current, all verify")
+	assert.Equal(t, config.List{"integration_read", "order_read"}, c.ModuleScopes, "spaces around scopes are trimmed")
 	assert.Equal(t, "redis://:hunter2@redis.internal:6379/0", c.RedisURL.Reveal())
 	assert.False(t, c.UsesEmbeddedStore())
-	assert.Equal(t, []string{"retailcrm.ru", "crm.example.com"}, c.CRMAllowedHosts, "hosts are lowercased and trimmed")
+	assert.Equal(t, config.List{"retailcrm.ru", "crm.example.com"}, c.CRMAllowedHosts, "hosts are lowercased and trimmed")
 	assert.True(t, c.CRMAllowInsecure)
 	assert.Equal(t, 3*time.Second, c.CRMTimeout)
 	assert.Equal(t, config.EncryptionKeys{key1}, c.EncryptionKeys)
-	assert.Equal(t, []redact.Secret{"admin-token-0123456789"}, c.AdminTokens)
+	assert.Equal(t, config.SecretList{"admin-token-0123456789"}, c.AdminTokens)
 	assert.Equal(t, "json", c.LogFormat)
 	assert.Equal(t, slog.LevelDebug, c.LogLevel)
 }
@@ -291,7 +291,8 @@ func TestValidate(t *testing.T) {
 		{"bad integration code", func(c *config.Config) { c.ModuleIntegrationCode = "a b" }, "config: MODULE_INTEGRATION_CODE:"},
 		{"logo url relative", func(c *config.Config) { c.ModuleLogoURL = "/logo.svg" }, "config: MODULE_LOGO_URL:"},
 		{"no secrets", func(c *config.Config) { c.ModuleSecrets = nil }, "config: MODULE_SECRETS:"},
-		{"blank secret", func(c *config.Config) { c.ModuleSecrets = []redact.Secret{"ok", "  "} }, "config: MODULE_SECRETS: secret #2 is empty"},
+		{"blank secret", func(c *config.Config) { c.ModuleSecrets = []redact.Secret{"ok", "  "} }, "config: MODULE_SECRETS: item #2 is empty"},
+		{"secret with spaces around it", func(c *config.Config) { c.ModuleSecrets = []redact.Secret{"ok", " old"} }, "config: MODULE_SECRETS: item #2 has spaces around it"},
 		{"no scopes", func(c *config.Config) { c.ModuleScopes = nil }, "config: MODULE_SCOPES:"},
 		{"unknown scope", func(c *config.Config) { c.ModuleScopes = []string{"orders_read"} }, `config: MODULE_SCOPES: unknown scope "orders_read"`},
 		{"redis url without key", func(c *config.Config) { c.RedisURL = "redis://r:6379" }, "config: ENCRYPTION_KEY:"},
@@ -343,7 +344,7 @@ func TestValidate(t *testing.T) {
 func TestWithDefaultsDoesNotShareSlices(t *testing.T) {
 	hosts := []string{"RetailCRM.ru."}
 	c := config.Config{ModuleCode: "m", CRMAllowedHosts: hosts}.WithDefaults()
-	assert.Equal(t, []string{"retailcrm.ru"}, c.CRMAllowedHosts)
+	assert.Equal(t, config.List{"retailcrm.ru"}, c.CRMAllowedHosts)
 	assert.Equal(t, "RetailCRM.ru.", hosts[0], "the caller's slice is left alone")
 	assert.Equal(t, "m", c.ModuleIntegrationCode)
 	assert.Equal(t, "m", c.ModuleName)

@@ -13,17 +13,15 @@ import (
 // environment holds them as a comma-separated list of base64 strings.
 type SigningKeys [][]byte
 
-// Decode implements envconfig.Decoder. Its errors never quote the value.
+// Decode implements envconfig.Decoder through splitList, like every list.
+// Its errors never quote the value.
 func (k *SigningKeys) Decode(value string) error {
 	*k = nil
-	if strings.TrimSpace(value) == "" {
-		return nil
+	parts, err := splitList(value) // the one list parser: trimmed, no empty item
+	if err != nil {
+		return err
 	}
-	for i, part := range strings.Split(value, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			return safeError(fmt.Sprintf("item #%d is empty", i+1))
-		}
+	for i, part := range parts {
 		b, err := base64.StdEncoding.DecodeString(part)
 		if err != nil {
 			b, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(part, "="))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -158,8 +157,8 @@ func IPExtractor(trustedProxies []string) echo.IPExtractor {
 		return echo.ExtractIPDirect()
 	}
 	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
-	for _, cidr := range trustedProxies {
-		if _, n, err := net.ParseCIDR(strings.TrimSpace(cidr)); err == nil {
+	for _, cidr := range trustedProxies { // config.Validate parsed each: none is skipped here
+		if _, n, err := net.ParseCIDR(cidr); err == nil {
 			opts = append(opts, echo.TrustIPRange(n))
 		}
 	}
