@@ -40,7 +40,7 @@ func run(ctx context.Context, cfg config.Config, stderr io.Writer, ready func(ad
 	log := app.NewLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	redis.SetLogger(redisLog{log}) // go-redis logs through a package-level logger; main owns process-wide state
 	if cfg.CRMAllowInsecure {
-		log.Warn("CRM_ALLOW_INSECURE is on: http and loopback CRM addresses are accepted and the outbound address guard is off; never use this in production")
+		log.Warn("CRM_ALLOW_INSECURE is on: http and any port are accepted for the hosts of CRM_ALLOWED_HOSTS and the outbound address guard is off; never use this in production")
 	}
 	service, err := app.New(ctx, cfg, log, app.Options{})
 	if err != nil {

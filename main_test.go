@@ -52,7 +52,7 @@ func devConfig() config.Config {
 	return config.Config{
 		ListenAddr: "127.0.0.1:0", PublicURL: "http://module.test", ModuleCode: "demo",
 		ModuleSecrets: []redact.Secret{"dev-secret"}, ModuleScopes: []string{"integration_read", "integration_write"},
-		RedisKeyPrefix: "simpleconnect", CRMAllowInsecure: true, CRMTimeout: 2 * time.Second,
+		RedisKeyPrefix: "simpleconnect", CRMAllowInsecure: true, CRMAllowedHosts: []string{"127.0.0.1"}, CRMTimeout: 2 * time.Second,
 		SessionTTL: time.Hour, ShutdownTimeout: 5 * time.Second, LogFormat: "json",
 	}.WithDefaults()
 }

@@ -95,7 +95,7 @@ func TestSIGTERMFinishesTheRegisterInFlightAndExitsZero(t *testing.T) {
 			}
 		}),
 	)
-	p := startProcess(t, "MODULE_CODE=demo", "MODULE_SECRETS=dev", "CRM_ALLOW_INSECURE=true", "SHUTDOWN_TIMEOUT=30s")
+	p := startProcess(t, "MODULE_CODE=demo", "MODULE_SECRETS=dev", "CRM_ALLOW_INSECURE=true", "CRM_ALLOWED_HOSTS=127.0.0.1", "SHUTDOWN_TIMEOUT=30s")
 	base := "http://" + p.addr
 
 	type result struct {

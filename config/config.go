@@ -18,6 +18,7 @@ import (
 
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/settings"
+	"github.com/modulehub/simpleconnect/verify"
 )
 
 // DefaultCRMHosts are the public domains under which RetailCRM / Simla.com
@@ -230,9 +231,12 @@ func (c Config) Validate() error {
 	if len(c.ModuleScopes) == 0 {
 		bad("MODULE_SCOPES", "must list at least one scope")
 	}
-	for _, s := range c.ModuleScopes {
+	// List errors name an item by its position, never its value: scope names
+	// and host names are public, but a secret pasted into the wrong variable
+	// is not.
+	for i, s := range c.ModuleScopes {
 		if !slices.Contains(KnownScopes, s) {
-			bad("MODULE_SCOPES", "unknown scope %q", s) // scope names are public, quoting is safe
+			bad("MODULE_SCOPES", "item #%d is not a scope the CRM knows (e.g. integration_read, order_read)", i+1)
 		}
 	}
 
@@ -255,9 +259,9 @@ func (c Config) Validate() error {
 		bad("REDIS_KEY_PREFIX", "must be non-empty without braces or spaces")
 	}
 
-	for _, h := range c.CRMAllowedHosts {
-		if !hostRe.MatchString(h) {
-			bad("CRM_ALLOWED_HOSTS", "%q is not a host name suffix", h)
+	for i, h := range c.CRMAllowedHosts {
+		if _, isIP := verify.ParseHostIP(h); !isIP && !hostRe.MatchString(h) {
+			bad("CRM_ALLOWED_HOSTS", "item #%d is neither a host name suffix (retailcrm.ru) nor an IP address (127.0.0.1)", i+1)
 		}
 	}
 	if c.CRMTimeout <= 0 {
@@ -279,9 +283,9 @@ func (c Config) Validate() error {
 	if c.RateLimitPerMinute < 0 {
 		bad("RATE_LIMIT_PER_MINUTE", "must be 0 (off) or more")
 	}
-	for _, cidr := range c.TrustedProxies {
+	for i, cidr := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(cidr); err != nil {
-			bad("TRUSTED_PROXIES", "%q is not a CIDR such as 10.0.0.0/8", cidr) // network ranges are not secrets
+			bad("TRUSTED_PROXIES", "item #%d is not a CIDR such as 10.0.0.0/8", i+1)
 		}
 	}
 	if c.RedisSentinelMaster != "" && len(c.RedisSentinelAddrs) == 0 {

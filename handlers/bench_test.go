@@ -45,7 +45,7 @@ func newBenchServer(b *testing.B, rdb redis.UniversalClient, prefix string) *ben
 		ListenAddr: "127.0.0.1:0", PublicURL: "https://module.example.com", ModuleCode: "demo",
 		ModuleName: "Demo module", ModuleSecrets: []redact.Secret{testSecret},
 		ModuleScopes: []string{"integration_read", "integration_write"}, RedisKeyPrefix: prefix,
-		CRMAllowInsecure: true, CRMTimeout: 5 * time.Second, SessionTTL: time.Hour,
+		CRMAllowInsecure: true, CRMAllowedHosts: []string{"127.0.0.1"}, CRMTimeout: 5 * time.Second, SessionTTL: time.Hour,
 		RateLimitPerMinute: 1_000_000, ShutdownTimeout: time.Second, LogFormat: "json",
 	}.WithDefaults()
 	if err := cfg.Validate(); err != nil {

@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"net/url"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -74,4 +75,30 @@ func TestNameResolvingToLoopbackIsRefusedByTheGuard(t *testing.T) {
 	assert.False(t, r.Success)
 	assert.Contains(t, r.ErrorMsg, "can only be connected from a RetailCRM / Simla.com account")
 	assert.Zero(t, fake.Connections())
+}
+
+// Development mode relaxes the scheme, the port and the dial guard, never
+// the allow list: a loopback CRM that CRM_ALLOWED_HOSTS does not name is
+// refused before any connection, by address or by name.
+func TestInsecureModeStillNeedsTheHostListed(t *testing.T) {
+	fake := crmtest.New(t)
+	u, err := url.Parse(fake.URL)
+	require.NoError(t, err)
+	h := newHarness(t, nil, func(c *config.Config) {
+		c.CRMAllowInsecure = true
+		c.CRMAllowedHosts = slices.Clone(config.DefaultCRMHosts)
+	})
+	for _, addr := range []string{fake.URL, "http://localhost:" + u.Port(), "http://[::1]:" + u.Port()} {
+		r := h.register("key-insecure", addr)
+		assert.False(t, r.Success, addr)
+		assert.Contains(t, r.ErrorMsg, "can only be connected from a RetailCRM / Simla.com account", addr)
+	}
+	assert.Zero(t, fake.Connections(), "nothing reached the unlisted CRM")
+
+	listed := newHarness(t, nil, func(c *config.Config) {
+		c.CRMAllowInsecure = true
+		c.CRMAllowedHosts = []string{"127.0.0.1"}
+	})
+	r := listed.register("key-insecure", listed.fake.URL)
+	assert.True(t, r.Success, "listed, the same loopback CRM connects: %s", r.ErrorMsg)
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,10 @@ func testConfig() config.Config {
 		// their own (withCRMTimeout).
 		CRMAllowInsecure: true, CRMTimeout: 10 * time.Second, SessionTTL: time.Hour,
 		ShutdownTimeout: time.Second, LogFormat: "text",
+		// The fake CRM listens on loopback: insecure mode allows its http and
+		// port, the allow list its address (and localhost, a second name for
+		// the same CRM).
+		CRMAllowedHosts: append(slices.Clone(config.DefaultCRMHosts), "127.0.0.1", "localhost"),
 	}.WithDefaults()
 }
 

@@ -24,7 +24,8 @@ var (
 // to. The zero value allows nothing.
 type AddressPolicy struct {
 	// AllowedHosts are host suffixes: a host is allowed when it equals one
-	// or ends with "." + one.
+	// or ends with "." + one. An IP literal in the list allows exactly that
+	// address (never as a suffix); no other IP address is ever allowed.
 	AllowedHosts []string
 	// ExtraHosts, when set, returns more suffixes (the CRM's published
 	// domain lists); it must be cheap and never block.
@@ -36,8 +37,9 @@ type AddressPolicy struct {
 	// activity callback (the CRM's own clouds); elsewhere the owner
 	// reconnects. See Follows.
 	MoveHosts []string
-	// AllowInsecure is for local development and tests: http, any port,
-	// loopback and IP-literal hosts are allowed too.
+	// AllowInsecure is for local development and tests: http and any port
+	// are allowed too. Which hosts are CRMs stays AllowedHosts' decision:
+	// a loopback address or localhost must be listed there like any host.
 	AllowInsecure bool
 }
 
@@ -123,7 +125,7 @@ func (p AddressPolicy) Canonical(raw string) (string, error) {
 	}
 
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if !p.AllowInsecure {
+		if !p.ipAllowed(ip.WithZone("").Unmap()) {
 			return "", disallowed("it must be a CRM host name, not an IP address")
 		}
 		if ip.Zone() != "" {
@@ -145,9 +147,6 @@ func (p AddressPolicy) Canonical(raw string) (string, error) {
 		return "", invalid("its host name is not valid")
 	}
 	host = strings.ToLower(ascii)
-	if p.AllowInsecure && (host == "localhost" || strings.HasSuffix(host, ".localhost")) {
-		return join(scheme, host, port), nil
-	}
 	if !p.hostAllowed(host) {
 		return "", disallowed("it is not the address of a RetailCRM / Simla.com account")
 	}
@@ -167,9 +166,38 @@ func (p AddressPolicy) hostAllowed(host string) bool {
 	return p.ExtraHosts != nil && suffixMatch(host, p.ExtraHosts())
 }
 
+// ipAllowed reports whether AllowedHosts lists ip itself. ExtraHosts (the
+// CRM's published domain lists) never open an IP address.
+func (p AddressPolicy) ipAllowed(ip netip.Addr) bool {
+	for _, s := range p.AllowedHosts {
+		if listed, ok := ParseHostIP(s); ok && listed == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseHostIP reads an allow-list entry that is an IP address ("127.0.0.1",
+// "::1" or "[::1]"), unmapped; ok is false for a host name.
+func ParseHostIP(entry string) (netip.Addr, bool) {
+	ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(entry, "["), "]"))
+	if err != nil || ip.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap(), true
+}
+
+// suffixMatch matches host names only: an IP entry is no suffix ("0.0.1"
+// must not allow "x.127.0.0.1").
 func suffixMatch(host string, suffixes []string) bool {
 	for _, s := range suffixes {
-		if s != "" && (host == s || strings.HasSuffix(host, "."+s)) {
+		if s == "" {
+			continue
+		}
+		if _, isIP := ParseHostIP(s); isIP {
+			continue
+		}
+		if host == s || strings.HasSuffix(host, "."+s) {
 			return true
 		}
 	}

@@ -27,13 +27,19 @@ var defaultHosts = []string{
 type addressRow struct {
 	Input    string `json:"input"`
 	Insecure bool   `json:"insecure"`
-	Want     string `json:"want"`
-	Reject   string `json:"reject"` // "invalid" or "not_allowed"
-	Note     string `json:"note"`
+	// Hosts are listed in CRM_ALLOWED_HOSTS beside the defaults.
+	Hosts  []string `json:"hosts"`
+	Want   string   `json:"want"`
+	Reject string   `json:"reject"` // "invalid" or "not_allowed"
+	Note   string   `json:"note"`
 }
 
 func (r addressRow) policy() verify.AddressPolicy {
-	return verify.AddressPolicy{AllowedHosts: defaultHosts, AllowInsecure: r.Insecure}
+	return verify.AddressPolicy{AllowedHosts: r.allowed(), AllowInsecure: r.Insecure}
+}
+
+func (r addressRow) allowed() []string {
+	return append(append([]string(nil), defaultHosts...), r.Hosts...)
 }
 
 func loadAddresses(t testing.TB) []addressRow {
@@ -91,9 +97,9 @@ func TestCanonicalTable(t *testing.T) {
 // Development mode only ever adds: what secure mode accepts, insecure mode
 // accepts the same way, and what insecure mode rejects, secure mode rejects.
 func TestInsecureModeOnlyWidens(t *testing.T) {
-	secure := verify.AddressPolicy{AllowedHosts: defaultHosts}
-	insecure := verify.AddressPolicy{AllowedHosts: defaultHosts, AllowInsecure: true}
 	for _, r := range loadAddresses(t) {
+		secure := verify.AddressPolicy{AllowedHosts: r.allowed()}
+		insecure := verify.AddressPolicy{AllowedHosts: r.allowed(), AllowInsecure: true}
 		switch {
 		case !r.Insecure && r.Want != "":
 			got, err := insecure.Canonical(r.Input)

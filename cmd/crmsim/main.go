@@ -62,6 +62,7 @@ func run(args []string, out io.Writer) error {
 	}
 	defer fake.Close()
 	fmt.Fprintf(out, "fake CRM API listening at %s\n", fake.URL)
+	fmt.Fprintln(out, "(the service accepts it when started with CRM_ALLOW_INSECURE=true CRM_ALLOWED_HOSTS=127.0.0.1)")
 
 	if *serve {
 		fmt.Fprintf(out, "serving until interrupted; use systemUrl %s in a register call\n", fake.URL)

@@ -24,7 +24,7 @@ func service(t *testing.T) *httptest.Server {
 	cfg := config.Config{
 		ListenAddr: "127.0.0.1:0", PublicURL: "http://localhost:8080", ModuleCode: "demo",
 		ModuleSecrets: []redact.Secret{"dev"}, ModuleScopes: []string{"integration_read", "integration_write"},
-		RedisKeyPrefix: "simpleconnect", CRMAllowInsecure: true, CRMTimeout: 2 * time.Second,
+		RedisKeyPrefix: "simpleconnect", CRMAllowInsecure: true, CRMAllowedHosts: []string{"127.0.0.1"}, CRMTimeout: 2 * time.Second,
 		SessionTTL: time.Hour, ShutdownTimeout: time.Second, LogFormat: "text",
 	}.WithDefaults()
 	require.NoError(t, cfg.Validate())

@@ -58,7 +58,7 @@ func startService(ctx context.Context, o serviceOptions) (*service, error) {
 	cfg := config.Config{
 		ListenAddr: "127.0.0.1:0", PublicURL: "http://module.loadtest.localhost", ModuleCode: "loadtest",
 		ModuleSecrets: []redact.Secret{redact.Secret(o.Secret)}, ModuleScopes: []string{"integration_read", "integration_write"},
-		RedisURL: redact.Secret(o.RedisURL), RedisKeyPrefix: o.Prefix, CRMAllowInsecure: true, CRMTimeout: 10 * time.Second,
+		RedisURL: redact.Secret(o.RedisURL), RedisKeyPrefix: o.Prefix, CRMAllowInsecure: true, CRMAllowedHosts: []string{shopSuffix}, CRMTimeout: 10 * time.Second,
 		RateLimitPerMinute: o.RateLimit, SessionTTL: 12 * time.Hour, ShutdownTimeout: 5 * time.Second,
 		LogFormat: "json", LogLevel: slog.LevelInfo,
 	}.WithDefaults()
