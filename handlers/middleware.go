@@ -60,9 +60,11 @@ func (s *server) requestLog() echo.MiddlewareFunc {
 			if err != nil {
 				c.Error(err) // write the reply now, so the status below is the one sent
 			}
+			// The route template, never the path: a request no route matched
+			// is one value, whatever path it invented (metrics, logs).
 			route := c.Path()
 			if route == "" {
-				route = "unmatched"
+				route = unmatchedRoute
 			}
 			s.metrics.HTTP(route, c.Request().Method, c.Response().Status, time.Since(start))
 			level := slog.LevelInfo
@@ -92,6 +94,9 @@ func (s *server) requestLog() echo.MiddlewareFunc {
 		}
 	}
 }
+
+// unmatchedRoute is the route of every request no route matched.
+const unmatchedRoute = "unmatched"
 
 // recoverPanics turns a panic into a 500 through the error handler; the log
 // line has the panic value and stack, never the request.

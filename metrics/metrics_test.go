@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -71,4 +72,22 @@ func TestCRMAttemptsCountRetriesSeparately(t *testing.T) {
 	assert.Contains(t, out, `simpleconnect_crm_retries_total{op="edit"} 1`)
 	assert.Contains(t, out, `simpleconnect_registers_total{outcome="crm_unavailable"} 1`)
 	assert.Contains(t, out, "go_goroutines", "runtime collectors are registered")
+}
+
+func TestMethodLabelIsBounded(t *testing.T) {
+	for _, m := range metrics.Methods {
+		assert.Equal(t, m, metrics.MethodLabel(m))
+	}
+	for _, m := range []string{"get", "Post", "PROPFIND", "BREW", "", "GET ", strings.Repeat("X", 1000)} {
+		assert.Equal(t, "other", metrics.MethodLabel(m), "%q", m)
+	}
+	m := metrics.New()
+	for i := range 1000 {
+		m.HTTP("/healthz", fmt.Sprintf("INVENTED%d", i), 200, time.Millisecond)
+	}
+	m.HTTP("/healthz", "GET", 200, time.Millisecond)
+	out := scrape(t, m)
+	assert.Contains(t, out, `simpleconnect_http_requests_total{method="other",route="/healthz",status="2xx"} 1000`)
+	assert.Contains(t, out, `simpleconnect_http_requests_total{method="GET",route="/healthz",status="2xx"} 1`)
+	assert.NotContains(t, out, "INVENTED")
 }
