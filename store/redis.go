@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -44,6 +45,11 @@ type Options struct {
 	// register still under way must not be raced). Default 2m.
 	RetryAfter time.Duration
 	Log        *slog.Logger
+
+	// clockStart and clockTick replace the embedded store's ticker in tests
+	// (export_test.go): each value received is the time now.
+	clockStart time.Time
+	clockTick  <-chan time.Time
 }
 
 // Redis is the account store.
@@ -104,7 +110,13 @@ func Open(ctx context.Context, o Options) (*Redis, error) {
 			return nil, fmt.Errorf("store: start embedded redis: %w", err)
 		}
 		rdb = redis.NewClient(&redis.Options{Addr: mr.Addr()})
-		closers = append(closers, func() error { mr.Close(); return nil })
+		start, tick, stopTicker := o.clockStart, o.clockTick, func() {}
+		if tick == nil {
+			t := time.NewTicker(time.Second)
+			start, tick, stopTicker = time.Now(), t.C, t.Stop
+		}
+		stopClock := advanceClock(mr, start, tick)
+		closers = append(closers, func() error { stopTicker(); stopClock(); mr.Close(); return nil })
 		mode = "embedded"
 		log.Warn("using the embedded in-process store: development only, accounts are lost on restart; set REDIS_URL in production")
 		if len(o.EncryptionKeys) == 0 {
@@ -144,6 +156,33 @@ func Open(ctx context.Context, o Options) (*Redis, error) {
 	}
 	log.Info("store ready", "mode", mode)
 	return s, nil
+}
+
+// advanceClock moves the embedded Redis's clock along with the times
+// received from tick, until stop is called. miniredis expires a key only
+// when told that time passed (FastForward): without this, sessions
+// outlived SESSION_TTL and rate-limit counters piled up for as long as the
+// process ran. Its TIME command (the limiter's clock) already reads the
+// wall clock.
+func advanceClock(mr *miniredis.Miniredis, start time.Time, tick <-chan time.Time) (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		last := start
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-tick:
+				if d := now.Sub(last); d > 0 {
+					mr.FastForward(d)
+					last = now
+				}
+			}
+		}
+	}()
+	var once sync.Once // Close may run twice
+	return func() { once.Do(func() { close(done) }); <-exited }
 }
 
 // New wraps an existing client (tests, benchmarks).

@@ -86,6 +86,38 @@ func TestOpenEmbedded(t *testing.T) {
 	assert.Error(t, s.Ping(ctx), "Close stops the embedded Redis")
 }
 
+// On the embedded store, keys expire as on Redis: its clock moves with the
+// wall clock (here, with the ticks the test sends), so a session ends after
+// its TTL instead of living as long as the process.
+func TestEmbeddedStoreExpiresSessions(t *testing.T) {
+	ctx := t.Context()
+	start := time.Now()
+	tick := make(chan time.Time)
+	s, err := store.Open(ctx, store.EmbeddedClock(store.Options{Prefix: "simpleconnect"}, start, tick))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	// A send returns once the clock took the tick; the second one, once it
+	// applied the first.
+	at := func(d time.Duration) { tick <- start.Add(d); tick <- start.Add(d) }
+
+	sess, err := s.CreateSession(ctx, "acct-1", 10*time.Minute)
+	require.NoError(t, err)
+	at(9 * time.Minute)
+	_, err = s.GetSession(ctx, sess.ID)
+	require.NoError(t, err, "within its TTL the session lives")
+
+	at(10*time.Minute + time.Second)
+	_, err = s.GetSession(ctx, sess.ID)
+	assert.ErrorIs(t, err, store.ErrNotFound, "past its TTL the session is gone")
+
+	require.NoError(t, s.Close())
+	select {
+	case tick <- start.Add(time.Hour):
+		t.Error("the clock still runs after Close")
+	default:
+	}
+}
+
 // embeddedServers counts running miniredis servers in this process.
 func embeddedServers() int {
 	var buf bytes.Buffer
