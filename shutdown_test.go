@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,11 +25,15 @@ import (
 )
 
 // process is the real binary, started with an environment, its JSON log
-// lines delivered on a channel.
+// lines delivered on a channel and kept in order.
 type process struct {
 	cmd   *exec.Cmd
 	lines chan map[string]any
 	addr  string
+
+	mu       sync.Mutex
+	all      []map[string]any // every line, in the order written
+	readDone chan struct{}    // closed once stderr reached its end
 }
 
 // buildBinary builds the service as an operator would: go build.
@@ -49,12 +55,16 @@ func startProcess(t *testing.T, env ...string) *process {
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 
-	p := &process{cmd: cmd, lines: make(chan map[string]any, 100)}
+	p := &process{cmd: cmd, lines: make(chan map[string]any, 1000), readDone: make(chan struct{})}
 	go func() {
+		defer close(p.readDone)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			var line map[string]any
 			if json.Unmarshal(sc.Bytes(), &line) == nil {
+				p.mu.Lock()
+				p.all = append(p.all, line)
+				p.mu.Unlock()
 				p.lines <- line
 			}
 		}
@@ -64,6 +74,29 @@ func startProcess(t *testing.T, env ...string) *process {
 	p.addr, _ = line["addr"].(string)
 	require.NotEmpty(t, p.addr)
 	return p
+}
+
+// messages returns the message of every line written, in order, once the
+// process has ended and its stderr is read to the end.
+func (p *process) messages(t *testing.T) []string {
+	t.Helper()
+	select {
+	case <-p.readDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("stderr did not end")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, l := range p.all {
+		msg, _ := l["msg"].(string)
+		if msg == "request" {
+			route, _ := l["route"].(string)
+			msg += " " + route
+		}
+		out = append(out, msg)
+	}
+	return out
 }
 
 // waitFor returns the first log line with this message (bounded, so a
@@ -118,8 +151,16 @@ func TestSIGTERMFinishesTheRegisterInFlightAndExitsZero(t *testing.T) {
 
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	p.waitFor(t, "shutting down: finishing requests in flight")
-	_, err := (&http.Client{Timeout: 2 * time.Second}).Get(base + "/healthz")
-	assert.Error(t, err, "no new connections once shutdown began")
+	// The line comes first, then Shutdown closes the listener: new
+	// connections are refused while the register is still in flight.
+	fresh := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	assert.Eventually(t, func() bool {
+		resp, err := fresh.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err != nil
+	}, 10*time.Second, 10*time.Millisecond, "no new connections once shutdown began")
 
 	close(gate) // the CRM answers
 	r := <-done
@@ -135,6 +176,19 @@ func TestSIGTERMFinishesTheRegisterInFlightAndExitsZero(t *testing.T) {
 		t.Fatal("the process did not exit")
 	}
 	assert.Equal(t, 0, p.cmd.ProcessState.ExitCode())
+
+	// The log tells the story in the order it happened, each step once.
+	msgs := p.messages(t)
+	order := []string{"listening", "shutting down: finishing requests in flight", "request /register", "stopped"}
+	at := make([]int, len(order))
+	for i, want := range order {
+		at[i] = slices.Index(msgs, want)
+		require.NotEqual(t, -1, at[i], "%q is logged; got %q", want, msgs)
+		assert.Equal(t, 1, count(msgs, want), "%q is logged once; got %q", want, msgs)
+		if i > 0 {
+			assert.Less(t, at[i-1], at[i], "%q comes before %q; got %q", order[i-1], want, msgs)
+		}
+	}
 }
 
 func TestABadVariableStopsTheStartWithOneLineNamingIt(t *testing.T) {
@@ -151,4 +205,14 @@ func TestABadVariableStopsTheStartWithOneLineNamingIt(t *testing.T) {
 	assert.Contains(t, text, "CRM_TIMEOUT")
 	assert.NotContains(t, text, "s3cr3t-looking-value")
 	assert.NotContains(t, text, "hunter2")
+}
+
+func count(xs []string, x string) int {
+	n := 0
+	for _, y := range xs {
+		if y == x {
+			n++
+		}
+	}
+	return n
 }

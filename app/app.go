@@ -132,11 +132,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	// Shutdown closes the listeners before it runs these: once this line is
-	// logged, no new connection is accepted.
-	a.Server.RegisterOnShutdown(func() {
-		log.Info("shutting down: finishing requests in flight", "timeout", cfg.ShutdownTimeout.String())
-	})
 	return a, nil
 }
 
@@ -174,6 +169,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	drained := make(chan error, 1)
 	go func() {
 		<-ctx.Done()
+		// Logged here, synchronously, before Shutdown starts: a hook given
+		// to RegisterOnShutdown runs in a goroutine of its own and printed
+		// after "stopped", before it, or not at all.
+		a.Log.Info("shutting down: finishing requests in flight", "timeout", a.Config.ShutdownTimeout.String())
 		sctx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
 		defer cancel()
 		drained <- a.Server.Shutdown(sctx)
