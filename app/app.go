@@ -106,10 +106,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		a.domains.OnRefresh = m.DomainRefresh
 		addresses.ExtraHosts = a.domains.Hosts
 	}
-	var limiter handlers.RateLimiter
-	if cfg.RateLimitPerMinute > 0 {
-		limiter = ratelimit.New(accounts.Client(), cfg.RedisKeyPrefix, cfg.RateLimitPerMinute)
-	}
+	failures, attempts := Limits(cfg, accounts.Client())
 	issuer, err := tokenIssuer(cfg, log)
 	if err != nil {
 		_ = accounts.Close()
@@ -117,8 +114,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	}
 	var handler http.Handler = handlers.New(handlers.Deps{
 		Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts, Sealing: accounts, Tokens: issuer,
-		Limiter: limiter, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies), Addresses: &addresses, Metrics: m,
-		Settings: schema,
+		Failures: failures, Attempts: attempts, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies),
+		Addresses: &addresses, Metrics: m, Settings: schema,
 	})
 	if o.Wrap != nil {
 		handler = o.Wrap(handler)
@@ -152,6 +149,23 @@ func tokenIssuer(cfg config.Config, log *slog.Logger) (*tokens.Issuer, error) {
 		return nil, fmt.Errorf("config: TOKEN_SIGNING_KEY: %w", err)
 	}
 	return issuer, nil
+}
+
+// Limits builds the two limits the config asks for, on rdb (nil when a
+// limit is 0, off): the failure budget per client address and the bound per
+// (shop, API key) pair (handlers/limits.go says why these two).
+func Limits(cfg config.Config, rdb redis.UniversalClient) (handlers.FailureBudget, handlers.AttemptBudget) {
+	var (
+		failures handlers.FailureBudget
+		attempts handlers.AttemptBudget
+	)
+	if cfg.FailedRequestsPerMinute > 0 {
+		failures = ratelimit.NewFailures(rdb, cfg.RedisKeyPrefix, cfg.FailedRequestsPerMinute)
+	}
+	if cfg.ShopKeyAttemptsPerMinute > 0 {
+		attempts = ratelimit.NewAttempts(rdb, cfg.RedisKeyPrefix, cfg.ShopKeyAttemptsPerMinute)
+	}
+	return failures, attempts
 }
 
 // Serve serves on ln, with the sweeper and the domain list refresher

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -84,9 +86,16 @@ type Config struct {
 	// installations on a custom port).
 	CRMAllowedPorts PortList `envconfig:"CRM_ALLOWED_PORTS"`
 
-	// RateLimitPerMinute limits /register, /activity and POST /account per
-	// client address and route, across replicas; 0 turns it off.
-	RateLimitPerMinute int `envconfig:"RATE_LIMIT_PER_MINUTE" default:"60"`
+	// FailedRequestsPerMinute is the budget of failed requests (a bad
+	// token, an unknown clientId, an unreadable request) per client address
+	// on /register, /activity and POST /account, across replicas; past it,
+	// that address's failures are refused fast. Valid requests are never
+	// counted nor refused. 0 turns it off.
+	FailedRequestsPerMinute int `envconfig:"FAILED_REQUESTS_PER_MINUTE" default:"30"`
+	// ShopKeyAttemptsPerMinute bounds the registers (and switch-offs) that
+	// reach one shop's CRM with one API key, across replicas; past it, a
+	// register is answered from the stored state. 0 turns it off.
+	ShopKeyAttemptsPerMinute int `envconfig:"SHOP_KEY_ATTEMPTS_PER_MINUTE" default:"3"`
 	// TrustedProxies are the CIDRs of load balancers whose X-Forwarded-For
 	// names the client; empty: the connection's peer is the client.
 	TrustedProxies List `envconfig:"TRUSTED_PROXIES"`
@@ -110,18 +119,43 @@ type Config struct {
 	LogLevel         slog.Level    `envconfig:"LOG_LEVEL" default:"info"`
 }
 
+// The defaults of the two limits, for code that builds a Config literal
+// and wants what an unset variable gives (a test checks they match the
+// tags above).
+const (
+	DefaultFailedRequestsPerMinute  = 30
+	DefaultShopKeyAttemptsPerMinute = 3
+)
+
+// retired are variables that no longer exist, and what replaced them. Set,
+// one stops the start: silently ignoring it would leave an operator
+// believing a limit applies that does not.
+var retired = map[string]string{
+	"RATE_LIMIT_PER_MINUTE": "no longer exists: valid requests are never limited now; " +
+		"use FAILED_REQUESTS_PER_MINUTE (failed requests per client address) and " +
+		"SHOP_KEY_ATTEMPTS_PER_MINUTE (CRM attempts per shop and API key), then remove it",
+}
+
 // Load reads the process environment and validates it.
 func Load() (Config, error) {
 	var c Config
+	var gone []error
+	for _, name := range slices.Sorted(maps.Keys(retired)) {
+		if _, set := os.LookupEnv(name); set {
+			gone = append(gone, fmt.Errorf("config: %s: %s", name, retired[name]))
+		}
+	}
 	if err := envconfig.Process("", &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) { // pe.Value may be a secret: name the variable only
-			return c, fmt.Errorf("config: %s: %s", pe.KeyName, parseProblem(pe))
+			err = fmt.Errorf("config: %s: %s", pe.KeyName, parseProblem(pe))
+		} else {
+			err = fmt.Errorf("config: %w", err)
 		}
-		return c, fmt.Errorf("config: %w", err)
+		return c, errors.Join(append(gone, err)...)
 	}
 	c.applyDefaults()
-	return c, c.Validate()
+	return c, errors.Join(append(gone, c.Validate())...)
 }
 
 // parseProblem says what is wrong with a value envconfig could not convert,
@@ -280,8 +314,11 @@ func (c Config) Validate() error {
 			bad("CRM_ALLOWED_PORTS", "ports must be 1-65535")
 		}
 	}
-	if c.RateLimitPerMinute < 0 {
-		bad("RATE_LIMIT_PER_MINUTE", "must be 0 (off) or more")
+	if c.FailedRequestsPerMinute < 0 {
+		bad("FAILED_REQUESTS_PER_MINUTE", "must be 0 (off) or more")
+	}
+	if c.ShopKeyAttemptsPerMinute < 0 {
+		bad("SHOP_KEY_ATTEMPTS_PER_MINUTE", "must be 0 (off) or more")
 	}
 	for i, cidr := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(cidr); err != nil {

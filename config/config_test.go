@@ -31,11 +31,13 @@ var (
 func clearEnv(t *testing.T) {
 	t.Helper()
 	typ := reflect.TypeOf(config.Config{})
+	names := []string{"RATE_LIMIT_PER_MINUTE"} // retired: set, it stops the start
 	for i := range typ.NumField() {
-		name := typ.Field(i).Tag.Get("envconfig")
-		if name == "" {
-			continue
+		if name := typ.Field(i).Tag.Get("envconfig"); name != "" {
+			names = append(names, name)
 		}
+	}
+	for _, name := range names {
 		t.Setenv(name, "") // restores the old value after the test
 		require.NoError(t, os.Unsetenv(name))
 	}
@@ -83,6 +85,8 @@ func TestLoadMinimalEnvUsesContractDefaults(t *testing.T) {
 	assert.Empty(t, c.AdminTokens)
 	assert.Equal(t, "text", c.LogFormat)
 	assert.Equal(t, slog.LevelInfo, c.LogLevel)
+	assert.Equal(t, config.DefaultFailedRequestsPerMinute, c.FailedRequestsPerMinute, "the constant is the default")
+	assert.Equal(t, config.DefaultShopKeyAttemptsPerMinute, c.ShopKeyAttemptsPerMinute, "the constant is the default")
 	assert.Equal(t, "http://localhost:8080/register", c.PublicURLFor("/register"))
 	assert.False(t, c.SecureCookies())
 }
@@ -315,7 +319,9 @@ func TestValidate(t *testing.T) {
 			c.CRMDomainsRefresh = time.Second
 		}, "config: CRM_DOMAINS_REFRESH:"},
 		{"port zero", func(c *config.Config) { c.CRMAllowedPorts = []uint16{0} }, "config: CRM_ALLOWED_PORTS:"},
-		{"negative rate limit", func(c *config.Config) { c.RateLimitPerMinute = -1 }, "config: RATE_LIMIT_PER_MINUTE:"},
+		{"negative failure budget", func(c *config.Config) { c.FailedRequestsPerMinute = -1 }, "config: FAILED_REQUESTS_PER_MINUTE:"},
+		{"negative shop attempts", func(c *config.Config) { c.ShopKeyAttemptsPerMinute = -1 }, "config: SHOP_KEY_ATTEMPTS_PER_MINUTE:"},
+		{"limits off", func(c *config.Config) { c.FailedRequestsPerMinute, c.ShopKeyAttemptsPerMinute = 0, 0 }, ""},
 		{"trusted proxy not a CIDR", func(c *config.Config) { c.TrustedProxies = []string{"10.0.0.1"} }, "config: TRUSTED_PROXIES:"},
 		{"sentinel without addresses", func(c *config.Config) {
 			c.RedisSentinelMaster = "mymaster"
@@ -407,4 +413,31 @@ func TestConfigPrintsNoSecret(t *testing.T) {
 	// Still useful: the non-secret settings show.
 	assert.Contains(t, outputs["%+v"], "my-module")
 	assert.Contains(t, outputs["slog json"], "my-module")
+}
+
+// RATE_LIMIT_PER_MINUTE limited valid requests too; it is gone, and a
+// deployment still setting it is told what replaced it instead of running
+// with a limit it believes in.
+func TestTheRetiredRateLimitStopsTheStartNamingItsReplacements(t *testing.T) {
+	for _, value := range []string{"60", "0", ""} {
+		setEnv(t, map[string]string{"RATE_LIMIT_PER_MINUTE": value})
+		_, err := config.Load()
+		require.Error(t, err, "RATE_LIMIT_PER_MINUTE=%q", value)
+		msg := err.Error()
+		assert.True(t, strings.HasPrefix(msg, "config: RATE_LIMIT_PER_MINUTE: no longer exists"), msg)
+		assert.Contains(t, msg, "FAILED_REQUESTS_PER_MINUTE")
+		assert.Contains(t, msg, "SHOP_KEY_ATTEMPTS_PER_MINUTE")
+		assert.NotContains(t, msg, "\n", "one line")
+	}
+
+	setEnv(t, map[string]string{"RATE_LIMIT_PER_MINUTE": "60", "CRM_TIMEOUT": "banana"})
+	_, err := config.Load()
+	require.Error(t, err)
+	assert.Len(t, strings.Split(err.Error(), "\n"), 2, "reported beside a value envconfig cannot read: %s", err)
+
+	setEnv(t, map[string]string{"FAILED_REQUESTS_PER_MINUTE": "10", "SHOP_KEY_ATTEMPTS_PER_MINUTE": "5"})
+	c, err := config.Load()
+	require.NoError(t, err)
+	assert.Equal(t, 10, c.FailedRequestsPerMinute)
+	assert.Equal(t, 5, c.ShopKeyAttemptsPerMinute)
 }

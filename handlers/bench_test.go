@@ -46,7 +46,8 @@ func newBenchServer(b *testing.B, rdb redis.UniversalClient, prefix string) *ben
 		ModuleName: "Demo module", ModuleSecrets: []redact.Secret{testSecret},
 		ModuleScopes: []string{"integration_read", "integration_write"}, RedisKeyPrefix: prefix,
 		CRMAllowInsecure: true, CRMAllowedHosts: []string{"127.0.0.1"}, CRMTimeout: 5 * time.Second, SessionTTL: time.Hour,
-		RateLimitPerMinute: 1_000_000, ShutdownTimeout: time.Second, LogFormat: "json",
+		FailedRequestsPerMinute: config.DefaultFailedRequestsPerMinute, ShopKeyAttemptsPerMinute: config.DefaultShopKeyAttemptsPerMinute,
+		ShutdownTimeout: time.Second, LogFormat: "json",
 	}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
@@ -70,7 +71,8 @@ func newBenchServer(b *testing.B, rdb redis.UniversalClient, prefix string) *ben
 	addresses := handlers.AddressPolicy(cfg)
 	e := handlers.New(handlers.Deps{
 		Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts,
-		Limiter: ratelimit.New(accounts.Client(), prefix, cfg.RateLimitPerMinute), Addresses: &addresses, Metrics: m,
+		Failures: ratelimit.NewFailures(accounts.Client(), prefix, cfg.FailedRequestsPerMinute),
+		Attempts: ratelimit.NewAttempts(accounts.Client(), prefix, cfg.ShopKeyAttemptsPerMinute), Addresses: &addresses, Metrics: m,
 	})
 	return &benchServer{cfg: cfg, e: e, fake: crmtest.New(b)}
 }

@@ -42,6 +42,9 @@ func (s *server) handleDisconnect(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
+	if !s.allowAttempt(c, acc.SystemURL, acc.APIKey) {
+		return errShopBusy
+	}
 	if _, err := s.connector.Deactivate(ctx, acc.ID, false); err != nil {
 		r := replyFor(err)
 		l := s.localizer(c)

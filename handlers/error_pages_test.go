@@ -17,6 +17,7 @@ import (
 
 	"github.com/modulehub/simpleconnect/config"
 	"github.com/modulehub/simpleconnect/handlers"
+	"github.com/modulehub/simpleconnect/ratelimit"
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/store"
 )
@@ -29,12 +30,17 @@ func (unreadableAccounts) Get(context.Context, string) (store.Account, error) {
 	return store.Account{}, store.ErrUnreadable
 }
 
-// denyAll is a rate limiter with no budget left.
-type denyAll struct{}
+// overBudget is a client address past its failure budget.
+type overBudget struct{}
 
-func (denyAll) Allow(context.Context, string) (bool, time.Duration, error) {
-	return false, 30 * time.Second, nil
+func (overBudget) Fail(context.Context, string) (ratelimit.Verdict, error) {
+	return ratelimit.Verdict{Over: true, RetryAfter: 30 * time.Second}, nil
 }
+
+// noAttemptsLeft is a (shop, key) pair past its bound.
+type noAttemptsLeft struct{}
+
+func (noAttemptsLeft) Allow(context.Context, string, redact.Secret) (bool, error) { return false, nil }
 
 // Every error page says which module and what went wrong, in its title
 // and heading, and offers one next step: back to the account page, or,
@@ -44,7 +50,7 @@ func TestErrorPagesNameTheModuleTheProblemAndTheNextStep(t *testing.T) {
 	_, cookie, _ := h.signedIn("key-error-pages")
 	limited := httptest.NewServer(handlers.New(handlers.Deps{
 		Config: h.cfg, Log: slog.New(slog.DiscardHandler), Connector: stubConnector{},
-		Accounts: h.store, Sessions: h.store, Store: h.store, Limiter: denyAll{},
+		Accounts: h.store, Sessions: h.store, Store: h.store, Failures: overBudget{}, Attempts: noAttemptsLeft{},
 	}))
 	defer limited.Close()
 	broken := httptest.NewServer(handlers.New(handlers.Deps{ // the same store and sessions; switching off fails on our side

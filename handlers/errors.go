@@ -22,8 +22,12 @@ var (
 	errBadCSRF        = errors.New("csrf token mismatch")
 	errNotFound       = errors.New("no such route")
 	errMethodNotAllow = errors.New("method not allowed")
-	errRateLimited    = errors.New("rate limited")
 	errNotActive      = errors.New("the module is not active for this shop")
+	// errTooManyFailures refuses a failed request from a client address
+	// over its failure budget.
+	errTooManyFailures = errors.New("client address over its failure budget")
+	// errShopBusy refuses an attempt past its (shop, key) pair's bound.
+	errShopBusy = errors.New("too many attempts for this shop")
 )
 
 // reply is what a failure looks like to its reader.
@@ -68,7 +72,8 @@ var replies = []reply{
 	{errAdminQuery, http.StatusBadRequest, "bad_query", "The query is not valid", true},
 	{connect.ErrNotConnected, http.StatusConflict, "not_connected", "The account has no key the CRM accepted yet.", false},
 	{errNotActive, http.StatusConflict, "not_active", "The module is not active for this shop: it is switched off, frozen, not connected yet, or its API key no longer works.", false},
-	{errRateLimited, http.StatusTooManyRequests, "rate_limited", "Too many requests. Try again in a minute.", false},
+	{errTooManyFailures, http.StatusTooManyRequests, "too_many_failures", "Too many failed requests came from this address. Try again in a few minutes.", false},
+	{errShopBusy, http.StatusTooManyRequests, "shop_busy", "Too many attempts for this shop. Try again in a minute.", false},
 	{errNotFound, http.StatusNotFound, "not_found", "Not found.", false},
 	{errMethodNotAllow, http.StatusMethodNotAllowed, "method_not_allowed", "This address does not accept this kind of request.", false},
 }

@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modulehub/simpleconnect/app"
 	"github.com/modulehub/simpleconnect/config"
 	"github.com/modulehub/simpleconnect/connect"
 	"github.com/modulehub/simpleconnect/crm"
@@ -73,6 +75,28 @@ func withAdminTokens(tokens ...redact.Secret) harnessOption {
 	return func(c *config.Config) { c.AdminTokens = tokens }
 }
 
+// withLimits turns the two limits on with their defaults, as an unset
+// FAILED_REQUESTS_PER_MINUTE and SHOP_KEY_ATTEMPTS_PER_MINUTE give (other
+// tests leave them off: they replay registers on purpose).
+func withLimits() harnessOption {
+	return func(c *config.Config) {
+		c.FailedRequestsPerMinute = config.DefaultFailedRequestsPerMinute
+		c.ShopKeyAttemptsPerMinute = config.DefaultShopKeyAttemptsPerMinute
+	}
+}
+
+// shopsSuffix names as many shops as a test wants, every one answered by
+// the harness's fake CRM: shop-1.shops.test resolves to 127.0.0.1 for the
+// CRM client (crmtest.LoopbackResolver).
+const shopsSuffix = "shops.test"
+
+// shopURL is shop n's systemUrl: its own host, the fake CRM's port.
+func (h *harness) shopURL(n int) string {
+	u, err := url.Parse(h.fake.URL)
+	require.NoError(h.t, err)
+	return fmt.Sprintf("http://shop-%d.%s:%s", n, shopsSuffix, u.Port())
+}
+
 func testConfig() config.Config {
 	return config.Config{
 		ListenAddr: "127.0.0.1:0", PublicURL: "http://module.test", ModuleCode: "demo",
@@ -86,7 +110,7 @@ func testConfig() config.Config {
 		// The fake CRM listens on loopback: insecure mode allows its http and
 		// port, the allow list its address (and localhost, a second name for
 		// the same CRM).
-		CRMAllowedHosts: append(slices.Clone(config.DefaultCRMHosts), "127.0.0.1", "localhost"),
+		CRMAllowedHosts: append(slices.Clone(config.DefaultCRMHosts), "127.0.0.1", "localhost", shopsSuffix),
 	}.WithDefaults()
 }
 
@@ -109,6 +133,7 @@ func newHarness(t *testing.T, fakeOpts []crmtest.Option, opts ...harnessOption) 
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: redact.ReplaceAttr}))
 	client := crm.New(crm.Options{
 		Timeout: cfg.CRMTimeout, AllowInsecure: cfg.CRMAllowInsecure, AllowedPorts: cfg.CRMAllowedPorts, RetryWait: time.Millisecond, RetryMaxWait: 5 * time.Millisecond,
+		Resolver: crmtest.LoopbackResolver(shopsSuffix),
 	})
 	connector := connect.New(client, h.store, connect.Module{
 		Code: cfg.ModuleCode, IntegrationCode: cfg.ModuleIntegrationCode, Name: cfg.ModuleName,
@@ -122,10 +147,11 @@ func newHarness(t *testing.T, fakeOpts []crmtest.Option, opts ...harnessOption) 
 		require.NoError(t, err)
 	}
 	addresses := handlers.AddressPolicy(cfg)
-	addresses.MoveHosts = []string{"localhost"} // the fake CRM's "cloud": moves to it are followed
+	addresses.MoveHosts = []string{"localhost"}             // the fake CRM's "cloud": moves to it are followed
+	failures, attempts := app.Limits(cfg, h.store.Client()) // as the service builds them; off unless withLimits
 	h.srv = httptest.NewServer(handlers.New(handlers.Deps{
 		Config: cfg, Log: log, Connector: connector, Accounts: h.store, Sessions: h.store, Store: h.store,
-		Sealing: h.store, Settings: schema, Addresses: &addresses, Tokens: issuer,
+		Sealing: h.store, Settings: schema, Addresses: &addresses, Tokens: issuer, Failures: failures, Attempts: attempts,
 	}))
 	t.Cleanup(h.srv.Close)
 	t.Cleanup(h.assertNoSecretsLogged)

@@ -68,7 +68,10 @@ func (s *server) requestLog() echo.MiddlewareFunc {
 			}
 			s.metrics.HTTP(route, c.Request().Method, c.Response().Status, time.Since(start))
 			level := slog.LevelInfo
-			if route == "/healthz" || route == "/readyz" {
+			outcome, _ := c.Get("outcome").(string)
+			if route == "/healthz" || route == "/readyz" || outcome == "too_many_failures" {
+				// Probes, and failures refused past their budget: one line
+				// per address and window says so (countFailures).
 				level = slog.LevelDebug
 			}
 			ctx := c.Request().Context()
@@ -86,7 +89,7 @@ func (s *server) requestLog() echo.MiddlewareFunc {
 			if id, ok := c.Get("account_id").(string); ok {
 				r.AddAttrs(slog.String("account_id", id))
 			}
-			if outcome, ok := c.Get("outcome").(string); ok {
+			if outcome != "" {
 				r.AddAttrs(slog.String("outcome", outcome))
 			}
 			_ = s.log.Handler().Handle(ctx, r) // a log write that fails has nowhere better to go

@@ -103,8 +103,8 @@ func formValues(c echo.Context) (url.Values, error) {
 }
 
 // handleRegister connects a shop (spec §2): verify, check the address,
-// record the attempt, register the module in the shop's CRM, and only then
-// make the account active.
+// bound the attempts of this (shop, key) pair, record the attempt, register
+// the module in the shop's CRM, and only then make the account active.
 func (s *server) handleRegister(c echo.Context) error {
 	form, err := formValues(c)
 	if err != nil {
@@ -120,6 +120,9 @@ func (s *server) handleRegister(c echo.Context) error {
 	systemURL, err := s.addresses.Canonical(req.SystemURL)
 	if err != nil {
 		return s.registerFailed(c, err)
+	}
+	if !s.allowAttempt(c, systemURL, req.APIKey) {
+		return s.registerFromStoredState(c, systemURL, req.APIKey) // a replay costs the shop's CRM nothing
 	}
 	acc, err := s.connector.Connect(c.Request().Context(), systemURL, req.APIKey)
 	if acc.ID != "" {

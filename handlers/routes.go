@@ -21,19 +21,21 @@ func (s *server) routes(e *echo.Echo) {
 	)
 
 	// The CRM's webhooks (spec §1, §2, §5): HTTP 200 JSON, success or not.
+	// Failures (unreadable, bad token, unknown clientId) count against the
+	// client address; valid requests are never limited (limits.go).
 	e.GET("/config", s.handleConfig)
-	limited := s.rateLimit()
-	e.POST("/register", s.handleRegister, limited)
-	e.POST("/activity", s.handleActivity, limited)
+	failures := s.countFailures()
+	e.POST("/register", s.handleRegister, failures)
+	e.POST("/activity", s.handleActivity, failures)
 
 	// The shop owner's account page.
-	e.POST("/account", s.handleAccountLogin, limited)
+	e.POST("/account", s.handleAccountLogin, failures)
 	e.GET("/account", s.handleAccountPage)
 	e.POST("/account/logout", s.handleAccountLogout)
 	e.POST("/account/settings", s.handleAccountSettings)
 	e.POST("/account/settings/discard", s.handleDiscardSettings)
 	e.GET("/account/disconnect", s.handleDisconnectConfirm)
-	e.POST("/account/disconnect", s.handleDisconnect, limited) // calls the shop's CRM
+	e.POST("/account/disconnect", s.handleDisconnect) // calls the shop's CRM: bounded per (shop, key)
 	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticFiles())))
 	// The shop's identity for the module's own apps (tokens).
 	e.POST("/account/token", s.handleAccountToken)

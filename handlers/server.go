@@ -33,6 +33,7 @@ var _ Connector = (*connect.Service)(nil)
 type Accounts interface {
 	Get(ctx context.Context, id string) (store.Account, error)
 	FindByClientID(ctx context.Context, clientID redact.Secret) (store.Account, error)
+	FindBySystemURL(ctx context.Context, systemURL string) (store.Account, error)
 	List(ctx context.Context, q store.ListQuery) (store.Page, error)
 	Events(ctx context.Context, after string, count int64) ([]store.Event, error)
 	SaveSettings(ctx context.Context, read store.Account, settings map[string]string) (store.Account, error)
@@ -82,8 +83,10 @@ type Deps struct {
 	Tokens *tokens.Issuer
 	// Addresses validates shop addresses; built from Config when nil.
 	Addresses *verify.AddressPolicy
-	// Limiter limits public endpoints per client; nil: no limit.
-	Limiter RateLimiter
+	// Failures counts failed requests per client address; nil: no budget.
+	Failures FailureBudget
+	// Attempts bounds CRM attempts per (shop, API key); nil: no bound.
+	Attempts AttemptBudget
 	// IPExtractor finds the client address; nil: the connection's peer.
 	IPExtractor echo.IPExtractor
 	// Metrics records requests and registers and serves /metrics; nil: none.
@@ -104,7 +107,8 @@ type server struct {
 	sealing   Sealing
 	tokens    *tokens.Issuer
 	addresses verify.AddressPolicy
-	limiter   RateLimiter
+	failures  FailureBudget
+	attempts  AttemptBudget
 	metrics   *metrics.Metrics
 	pages     *pages
 	words     *i18n.Catalogs
@@ -121,7 +125,7 @@ func New(d Deps) *echo.Echo {
 	}
 	s := &server{
 		cfg: d.Config, log: d.Log, connector: d.Connector, accounts: d.Accounts, sessions: d.Sessions, store: d.Store, sealing: d.Sealing, tokens: d.Tokens,
-		limiter: d.Limiter, metrics: d.Metrics, pages: mustParsePages(),
+		failures: d.Failures, attempts: d.Attempts, metrics: d.Metrics, pages: mustParsePages(),
 		words: i18n.MustLoad(), settings: d.Settings,
 	}
 	if d.Addresses != nil {

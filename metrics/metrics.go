@@ -30,6 +30,7 @@ type Metrics struct {
 	domainRefresh *prometheus.CounterVec
 	sealed        *prometheus.GaugeVec
 	keyChecks     *prometheus.CounterVec
+	limited       *prometheus.CounterVec
 
 	// httpSeries caches the two series of each route, method and status
 	// class: label lookups hash their values on every call, and this runs
@@ -92,9 +93,13 @@ func New() *Metrics {
 		sealed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "simpleconnect_sealed_accounts", Help: "Accounts sealed (fully or in part) with each encryption key id; an old key may go once its count is 0.",
 		}, []string{"key_id"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simpleconnect_limited_total",
+			Help: "Requests a limit answered: failures past a client address's budget (failures), registers past a (shop, key) pair's bound (shop_key).",
+		}, []string{"limit"}),
 	}
 	r.MustRegister(m.httpRequests, m.httpDuration, m.registers, m.crmAttempts, m.crmDuration, m.crmRetries,
-		m.storeErrors, m.sweeps, m.domainRefresh, m.sealed, m.keyChecks,
+		m.storeErrors, m.sweeps, m.domainRefresh, m.sealed, m.keyChecks, m.limited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -213,6 +218,14 @@ func (m *Metrics) SealedAccounts(byKey map[string]int64) {
 	for id, n := range byKey {
 		m.sealed.WithLabelValues(id).Set(float64(n))
 	}
+}
+
+// Limited records a request a limit answered: "failures" or "shop_key".
+func (m *Metrics) Limited(limit string) {
+	if m == nil {
+		return
+	}
+	m.limited.WithLabelValues(limit).Inc()
 }
 
 // DomainRefresh records a domain list fetch.

@@ -37,6 +37,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/modulehub/simpleconnect/crm/crmtest"
 )
 
 type options struct {
@@ -55,7 +57,6 @@ type options struct {
 	startups     int
 	binary       string
 	redisURL     string
-	rateLimit    int
 	logTo        string
 	cpuprofile   string
 	memprofile   string
@@ -98,7 +99,6 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.startups, "startups", 5, "starts of the binary to time")
 	fs.StringVar(&o.binary, "binary", "", "service binary to time (default: go build of the module)")
 	fs.StringVar(&o.redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis for the register and accounts phases (default $REDIS_URL; empty: the embedded store)")
-	fs.IntVar(&o.rateLimit, "rate-limit", 1_000_000, "RATE_LIMIT_PER_MINUTE of the service: on, so its Redis call is paid, but high enough never to refuse")
 	fs.StringVar(&o.logTo, "log", "", "file for the service's JSON request log (default: formatted, then discarded)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (service, load generator) to this file")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile of this process to this file after the accounts phase")
@@ -167,7 +167,7 @@ func runPhases(ctx context.Context, o options, r *report) error {
 	prefix := "loadtest-" + randomHex(8)
 	svc, err := startService(ctx, serviceOptions{
 		RedisURL: o.redisURL, Prefix: prefix, Secret: "loadtest-secret-" + randomHex(8),
-		RateLimit: o.rateLimit, Resolver: loopbackResolver(shopSuffix), Log: logw,
+		Resolver: crmtest.LoopbackResolver(shopSuffix), Log: logw,
 	})
 	if err != nil {
 		return fmt.Errorf("start the service: %w", err)

@@ -25,7 +25,7 @@ import (
 // main.run builds it (store, metrics, CRM client, connect service, rate
 // limiter, handlers, http.Server settings, sweeper; no domain list: none is
 // set). What differs is only there to measure it: the CRM client resolves
-// shop hosts with loopbackResolver, /register requests carry a crmTrace (an
+// shop hosts with crmtest.LoopbackResolver, /register requests carry a crmTrace (an
 // httptrace.ClientTrace and a Redis hook) so the CRM's share of each can be
 // taken out, and the JSON log is formatted but not written unless -log.
 type service struct {
@@ -45,12 +45,11 @@ type service struct {
 }
 
 type serviceOptions struct {
-	RedisURL  string // empty: the embedded store
-	Prefix    string
-	Secret    string
-	RateLimit int // per minute per client and route; high, so it is paid but never refuses
-	Resolver  *net.Resolver
-	Log       io.Writer // where the JSON request log goes (formatted either way)
+	RedisURL string // empty: the embedded store
+	Prefix   string
+	Secret   string
+	Resolver *net.Resolver
+	Log      io.Writer // where the JSON request log goes (formatted either way)
 }
 
 func startService(ctx context.Context, o serviceOptions) (*service, error) {
@@ -59,7 +58,11 @@ func startService(ctx context.Context, o serviceOptions) (*service, error) {
 		ListenAddr: "127.0.0.1:0", PublicURL: "http://module.loadtest.localhost", ModuleCode: "loadtest",
 		ModuleSecrets: []redact.Secret{redact.Secret(o.Secret)}, ModuleScopes: []string{"integration_read", "integration_write"},
 		RedisURL: redact.Secret(o.RedisURL), RedisKeyPrefix: o.Prefix, CRMAllowInsecure: true, CRMAllowedHosts: []string{shopSuffix}, CRMTimeout: 10 * time.Second,
-		RateLimitPerMinute: o.RateLimit, SessionTTL: 12 * time.Hour, ShutdownTimeout: 5 * time.Second,
+		// The limits as deployed: a valid request never meets them (the
+		// wave phase counts refusals), a register pays the pair bound's
+		// round trip.
+		FailedRequestsPerMinute: config.DefaultFailedRequestsPerMinute, ShopKeyAttemptsPerMinute: config.DefaultShopKeyAttemptsPerMinute,
+		SessionTTL: 12 * time.Hour, ShutdownTimeout: 5 * time.Second,
 		LogFormat: "json", LogLevel: slog.LevelInfo,
 	}.WithDefaults()
 	if o.RedisURL != "" {

@@ -54,7 +54,7 @@ func phaseStartup(ctx context.Context, o options, r *report) error {
 	// The same start in this process: no exec, no runtime start-up.
 	var inProcess []time.Duration
 	for range o.startups {
-		svc, err := startService(ctx, serviceOptions{Prefix: "loadtest", Secret: "loadtest-secret", RateLimit: o.rateLimit, Log: io.Discard})
+		svc, err := startService(ctx, serviceOptions{Prefix: "loadtest", Secret: "loadtest-secret", Log: io.Discard})
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,247 @@
+package handlers_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modulehub/simpleconnect/config"
+	"github.com/modulehub/simpleconnect/crm/crmtest"
+	"github.com/modulehub/simpleconnect/handlers"
+	"github.com/modulehub/simpleconnect/ratelimit"
+	"github.com/modulehub/simpleconnect/redact"
+	"github.com/modulehub/simpleconnect/store"
+	"github.com/modulehub/simpleconnect/verify"
+)
+
+// The texts a limit answers with (the English catalog).
+const (
+	tooManyFailures = "Too many failed requests came from this address. Try again in a few minutes."
+	shopBusy        = "Too many attempts for this shop. Try again in a minute."
+	badTokenMsg     = "The connection request has an invalid token: this module's secret does not match. Please tell the module's developer."
+	unknownClient   = "This module is not connected to your CRM any more. Connect it again from the CRM marketplace."
+)
+
+// freezeLimiterClock stops the clock the limits read (Redis's TIME), so a
+// budget does not refill while a test runs and counts are exact.
+func (h *harness) freezeLimiterClock() { h.mr.SetTime(time.Now()) }
+
+// postRegister sends a register and returns the reply with its headers.
+func (h *harness) postRegister(apiKey, systemURL, token string) (*http.Response, webhookReply) {
+	h.t.Helper()
+	h.remember(apiKey, token)
+	body, err := json.Marshal(map[string]string{"apiKey": apiKey, "systemUrl": systemURL, "token": token})
+	require.NoError(h.t, err)
+	resp, raw := h.postForm("/register", url.Values{"register": {string(body)}})
+	return resp, decodeWebhook(h.t, resp, raw)
+}
+
+// callback sends an activity callback (the clientId is remembered by the
+// caller, once).
+func (h *harness) callback(clientID, activity string) webhookReply {
+	h.t.Helper()
+	resp, body := h.postForm("/activity", url.Values{"clientId": {clientID}, "activity": {activity}})
+	return decodeWebhook(h.t, resp, body)
+}
+
+// The CRM calls from a few addresses for every shop. With the default
+// limits, a wave of 300 shops connecting and 1,000 activity callbacks from
+// one address is never refused, even while that same address sends more
+// failures than its budget allows (callbacks for accounts that are gone).
+func TestTheCRMsTrafficIsNeverRefused(t *testing.T) {
+	h := newHarness(t, nil, withLimits())
+	h.freezeLimiterClock()
+	const shops, callbacks, failing = 300, 1000, 100
+
+	clientIDs := make([]string, shops)
+	failures, refused := 0, 0
+	fail := func() {
+		failures++
+		r := h.callback(fmt.Sprintf("gone-client-%04d-%s", failures, strings.Repeat("x", 30)), `{"active":false}`)
+		require.False(t, r.Success)
+		if r.ErrorMsg == tooManyFailures {
+			refused++
+		} else {
+			assert.Equal(t, unknownClient, r.ErrorMsg)
+		}
+	}
+	for i := range shops {
+		key := fmt.Sprintf("wave-key-%03d", i)
+		r := h.register(key, h.shopURL(i))
+		require.True(t, r.Success, "register %d was refused: %s", i, r.ErrorMsg)
+		clientIDs[i], _ = h.fake.Module(key)["clientId"].(string)
+		require.NotEmpty(t, clientIDs[i])
+		h.remember(clientIDs[i])
+		if i%6 == 0 {
+			fail()
+		}
+	}
+	for i := range callbacks {
+		r := h.callback(clientIDs[i%shops], fmt.Sprintf(`{"active":%v,"freeze":false}`, i/shops%2 == 1))
+		require.True(t, r.Success, "callback %d was refused: %s", i, r.ErrorMsg)
+		if i%20 == 0 {
+			fail()
+		}
+	}
+	for failures < failing {
+		fail()
+	}
+
+	assert.Len(t, h.fake.Edits(), shops, "every shop reached its CRM once")
+	assert.Equal(t, failing-config.DefaultFailedRequestsPerMinute, refused,
+		"the address went over its failure budget: its failures past %d were refused", config.DefaultFailedRequestsPerMinute)
+	last, err := h.store.FindByClientID(t.Context(), redact.Secret(clientIDs[shops-1]))
+	require.NoError(t, err)
+	assert.Equal(t, store.StatusInactive, last.Status(), "the last callbacks (active:false) were applied")
+}
+
+// 200 bad-token registers from one address: past the budget they are
+// refused without a Redis command or a CRM call, with Retry-After; a valid
+// register from the same address right after still connects, and a known
+// clientId still signs in.
+func TestBadTokensAreRefusedFastAndValidRequestsStillPass(t *testing.T) {
+	h := newHarness(t, nil, withLimits())
+	h.freezeLimiterClock()
+	budget := config.DefaultFailedRequestsPerMinute
+	known := h.connected("key-known") // before the flood: its one CRM exchange is done
+	callsBefore := len(h.fake.Calls())
+
+	bad := verify.Sign("not-our-secret", "key-bad")
+	for i := range 200 {
+		commands := h.mr.CommandCount()
+		resp, r := h.postRegister("key-bad", h.fake.URL, bad)
+		require.False(t, r.Success)
+		if i < budget {
+			assert.Equal(t, badTokenMsg, r.ErrorMsg, "failure %d is within the budget", i+1)
+			assert.Empty(t, resp.Header.Get("Retry-After"))
+			continue
+		}
+		assert.Equal(t, tooManyFailures, r.ErrorMsg, "failure %d is past the budget", i+1)
+		assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+		if i > budget { // the first one past asked Redis; the replica remembers
+			assert.Equal(t, commands, h.mr.CommandCount(), "failure %d was refused without a Redis command", i+1)
+		}
+	}
+	assert.Len(t, h.fake.Calls(), callsBefore, "no failure reached a CRM")
+
+	r := h.register("key-good", h.shopURL(1))
+	assert.True(t, r.Success, "a valid register from the same address connects: %s", r.ErrorMsg)
+	resp, cookie := h.login(known.ClientID.Reveal())
+	assert.Equal(t, http.StatusSeeOther, resp.StatusCode, "a known clientId from the same address signs in")
+	assert.NotNil(t, cookie)
+	h.remember(known.ClientID.Reveal())
+	assert.True(t, h.callback(known.ClientID.Reveal(), `{"active":true}`).Success, "and calls back")
+
+	resp, _ = h.postForm("/account", url.Values{"clientId": {"unknown-client-id"}})
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "an unknown clientId from it gets the page's 429")
+
+	assert.Contains(t, h.logs.String(), "over its failure budget", "the address going over is logged")
+	assert.Equal(t, 1, strings.Count(h.logs.String(), "over its failure budget"), "once, not per refused request")
+}
+
+// 100 replays of one valid register pair reach the shop's CRM only as many
+// times as the bound allows; the rest are answered from the stored state:
+// success, since the key is the shop's active key.
+func TestReplayedRegistersAreAnsweredFromTheStoredState(t *testing.T) {
+	h := newHarness(t, nil, withLimits())
+	h.freezeLimiterClock()
+	bound := config.DefaultShopKeyAttemptsPerMinute
+	shop := h.shopURL(7)
+
+	for i := range 100 {
+		r := h.register("key-replayed", shop)
+		require.True(t, r.Success, "replay %d: %s", i+1, r.ErrorMsg)
+		assert.Equal(t, "http://module.test/account", r.AccountURL)
+	}
+	assert.Len(t, h.fake.Edits(), bound, "the shop's CRM saw %d edits, not 100", bound)
+	assert.Len(t, h.fake.Calls(), 2*bound, "and as many key checks")
+
+	r := h.register("key-rotated", shop)
+	require.True(t, r.Success, "a new key for the same shop is a new attempt: %s", r.ErrorMsg)
+	assert.Len(t, h.fake.Edits(), bound+1)
+
+	r = h.register("key-replayed", shop)
+	assert.False(t, r.Success, "the old key is no longer the active one")
+	assert.Equal(t, shopBusy, r.ErrorMsg)
+	assert.Len(t, h.fake.Edits(), bound+1, "and the CRM was not asked")
+
+	acc, err := h.store.FindBySystemURL(t.Context(), shop)
+	require.NoError(t, err)
+	for range bound - 1 { // the new key's attempts left
+		require.True(t, h.register("key-rotated", shop).Success)
+	}
+	h.remember(acc.ClientID.Reveal())
+	require.True(t, h.callback(acc.ClientID.Reveal(), `{"active":false,"freeze":false}`).Success, "the CRM switches the module off")
+	r = h.register("key-rotated", shop)
+	assert.Equal(t, shopBusy, r.ErrorMsg, "past the bound, a switched-off shop is not told it is connected")
+	assert.Len(t, h.fake.Edits(), 2*bound)
+}
+
+// A pair the CRM refuses is tried as often as the bound allows; then the
+// shop's CRM is left alone.
+func TestRefusedRegistersStopReachingTheCRM(t *testing.T) {
+	h := newHarness(t, []crmtest.Option{crmtest.Credentials("key-unknown", crmtest.Status(401))}, withLimits())
+	h.freezeLimiterClock()
+	bound := config.DefaultShopKeyAttemptsPerMinute
+	for i := range 20 {
+		r := h.register("key-unknown", h.fake.URL)
+		require.False(t, r.Success)
+		if i < bound {
+			assert.Contains(t, r.ErrorMsg, "does not know this API key", "attempt %d reaches the CRM", i+1)
+		} else {
+			assert.Equal(t, shopBusy, r.ErrorMsg, "attempt %d does not", i+1)
+		}
+	}
+	assert.Len(t, h.fake.Calls(), bound)
+	assert.Empty(t, h.fake.Edits())
+}
+
+// Switching off calls the shop's CRM with the account's key: it counts
+// against the same pair's bound.
+func TestDisconnectIsBoundedPerShopAndKey(t *testing.T) {
+	h := newHarness(t, nil, func(c *config.Config) { c.ShopKeyAttemptsPerMinute = 1 })
+	h.freezeLimiterClock()
+	_, cookie, csrf := h.signedIn("key-disconnect-bound") // the register used the pair's one attempt
+	edits := len(h.fake.Edits())
+	resp, body := h.postForm("/account/disconnect", url.Values{"csrf": {csrf}}, cookie)
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Contains(t, body, "Wait a minute, then try again.")
+	assert.Len(t, h.fake.Edits(), edits, "the CRM was not called")
+}
+
+// When Redis behind the limits is unreachable, nothing is refused because
+// of it: failures get their usual answer, valid registers connect.
+func TestLimitsLetRequestsThroughWhenTheirRedisFails(t *testing.T) {
+	h := newHarness(t, nil)
+	dead := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: dead.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	dead.Close()
+	srv := httptest.NewServer(handlers.New(handlers.Deps{
+		Config: h.cfg, Log: slog.New(slog.DiscardHandler), Connector: stubConnector{},
+		Accounts: h.store, Sessions: h.store, Store: h.store,
+		Failures: ratelimit.NewFailures(rdb, "test", 1), Attempts: ratelimit.NewAttempts(rdb, "test", 1),
+	}))
+	t.Cleanup(srv.Close)
+	h.srv = srv
+
+	for range 3 {
+		_, r := h.postRegister("key-x", h.fake.URL, verify.Sign("not-our-secret", "key-x"))
+		assert.Equal(t, badTokenMsg, r.ErrorMsg)
+	}
+	for range 3 {
+		r := h.register("key-x", h.fake.URL)
+		assert.True(t, r.Success, r.ErrorMsg)
+	}
+}
