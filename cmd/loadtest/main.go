@@ -12,7 +12,11 @@
 //     (REDIS_URL; the embedded store otherwise, with a note): p50/p99 of
 //     the total and of our overhead, the total minus the CRM's own time;
 //   - accounts: more registers up to -accounts, then Redis MEMORY USAGE per
-//     account and this process's RSS.
+//     account and this process's RSS;
+//   - wave: the CRM's busy day from one address, limits at their defaults:
+//     300 shops connecting and 1,000 activity callbacks, beside more failing
+//     callbacks than the failure budget allows; no valid request may be
+//     refused.
 //
 // The service runs in this process, wired as main.run wires it; see
 // BENCHMARKS.md for what each figure includes.
@@ -61,6 +65,9 @@ type options struct {
 	cpuprofile   string
 	memprofile   string
 	timeout      time.Duration
+	waveShops    int
+	waveCalls    int
+	waveConc     int
 }
 
 func main() {
@@ -84,7 +91,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	phases := fs.String("phases", "startup,config,register,accounts", "phases to run, comma-separated")
+	phases := fs.String("phases", "startup,config,register,accounts,wave", "phases to run, comma-separated")
 	fs.IntVar(&o.conc, "c", 8, "concurrent connections for /config (service and baseline alike)")
 	fs.IntVar(&o.configReqs, "config-requests", 20000, "requests per target per round of /config")
 	fs.DurationVar(&o.configDur, "config-duration", 2*time.Second, "time limit per target per round of /config")
@@ -103,6 +110,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (service, load generator) to this file")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile of this process to this file after the accounts phase")
 	fs.DurationVar(&o.timeout, "timeout", 3*time.Minute, "hard limit of the whole run")
+	fs.IntVar(&o.waveShops, "wave-shops", 300, "distinct shops connecting in the wave phase")
+	fs.IntVar(&o.waveCalls, "wave-callbacks", 1000, "activity callbacks in the wave phase")
+	fs.IntVar(&o.waveConc, "wave-c", 4, "concurrent requests in the wave phase")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -116,9 +126,12 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		o.registerConc = append(o.registerConc, n)
 	}
+	if o.waveShops < 1 || o.waveCalls < 0 || o.waveConc < 1 {
+		return fmt.Errorf("-wave-shops and -wave-c must be at least 1, -wave-callbacks at least 0")
+	}
 	o.phases = strings.Split(*phases, ",")
 	for _, p := range o.phases {
-		if !slices.Contains([]string{"startup", "config", "register", "accounts"}, p) {
+		if !slices.Contains([]string{"startup", "config", "register", "accounts", "wave"}, p) {
 			return fmt.Errorf("unknown phase %q", p)
 		}
 	}
@@ -151,7 +164,7 @@ func runPhases(ctx context.Context, o options, r *report) error {
 			return fmt.Errorf("startup: %w", err)
 		}
 	}
-	if !has(o.phases, "config") && !has(o.phases, "register") && !has(o.phases, "accounts") {
+	if !has(o.phases, "config") && !has(o.phases, "register") && !has(o.phases, "accounts") && !has(o.phases, "wave") {
 		return nil
 	}
 
@@ -193,6 +206,11 @@ func runPhases(ctx context.Context, o options, r *report) error {
 	if has(o.phases, "register") || has(o.phases, "accounts") {
 		if err := phaseRegister(ctx, o, r, svc); err != nil {
 			return fmt.Errorf("register: %w", err)
+		}
+	}
+	if has(o.phases, "wave") {
+		if err := phaseWave(ctx, o, r, svc); err != nil {
+			return fmt.Errorf("wave: %w", err)
 		}
 	}
 	return ctx.Err()

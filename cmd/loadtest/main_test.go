@@ -45,14 +45,15 @@ func TestSmallRunReportsEveryPhase(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	err := realMain(ctx, []string{
-		"-phases", "config,register,accounts", "-rounds", "2", "-config-requests", "300", "-registers", "50",
-		"-accounts", "120", "-timeout", "50s",
+		"-phases", "config,register,accounts,wave", "-rounds", "2", "-config-requests", "300", "-registers", "50",
+		"-accounts", "120", "-wave-shops", "60", "-wave-callbacks", "200", "-timeout", "50s",
 	}, &out, &progress)
 	require.NoError(t, err, progress.String())
 	report := out.String()
 	for _, want := range []string{
 		"## GET /config", "throughput service/baseline", "## POST /register: 50 distinct shops", "0 failed",
 		"our overhead = total − CRM's own time", "## Accounts", "after 120 accounts", "## Targets",
+		"## CRM wave: 60 registers (distinct shops) + 200 activity callbacks from one address", "valid requests refused: 0",
 	} {
 		assert.Contains(t, report, want)
 	}

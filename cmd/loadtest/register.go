@@ -35,7 +35,7 @@ func (g *registrar) send(ctx context.Context, i int) (time.Duration, *crmTrace, 
 	apiKey := fmt.Sprintf("lt-%s-%06d", g.runID, i)
 	payload, _ := json.Marshal(map[string]string{
 		"apiKey":    apiKey,
-		"systemUrl": fmt.Sprintf("http://shop-%06d.%s:%s", i, shopSuffix, g.crmPort),
+		"systemUrl": g.systemURL(i),
 		"token":     verify.Sign(redact.Secret(g.secret), redact.Secret(apiKey)),
 	})
 	body := url.Values{"register": {string(payload)}}.Encode()
