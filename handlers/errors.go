@@ -3,12 +3,14 @@ package handlers
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/modulehub/simpleconnect/connect"
 	"github.com/modulehub/simpleconnect/crm"
+	"github.com/modulehub/simpleconnect/i18n"
 	"github.com/modulehub/simpleconnect/store"
 	"github.com/modulehub/simpleconnect/verify"
 )
@@ -35,50 +37,54 @@ type reply struct {
 	err    error
 	status int    // for pages and the admin API; webhooks always answer 200
 	code   string // stable machine-readable name (admin API, metrics)
-	msg    string // shown to the shop owner in the module card or page
-	reason bool   // append the CRM's own explanation, when it gave one
+	// key names the text in the i18n catalogs: "card.*" for what the module
+	// card can show (in the shop's language; the admin API reads the same
+	// text in English), "error.*" for what only pages show, "admin.*" for
+	// what only the admin API does.
+	key    string
+	reason bool // append the CRM's (or the address check's) own explanation, when it gave one
 }
 
-// replies is the only place with user-facing wording of failures. Order
-// matters: the first match wins.
+// replies maps every failure to its reply; the words are in the catalogs.
+// Order matters: the first match wins.
 var replies = []reply{
-	{errTooLarge, http.StatusRequestEntityTooLarge, "too_large", "The request is too large.", false},
-	{errBadRequest, http.StatusBadRequest, "bad_request", "The connection request could not be read. Please connect again from the CRM marketplace.", false},
-	{verify.ErrNoToken, http.StatusUnauthorized, "bad_token", "The connection request has no token. Please connect again from the CRM marketplace.", false},
-	{verify.ErrBadToken, http.StatusUnauthorized, "bad_token", "The connection request has an invalid token: this module's secret does not match. Please tell the module's developer.", false},
-	{verify.ErrAddressInvalid, http.StatusBadRequest, "bad_system_url", "Your CRM address cannot be used", true},
-	{verify.ErrAddressNotAllowed, http.StatusBadRequest, "bad_system_url", "This module can only be connected from a RetailCRM / Simla.com account.", false},
-	{crm.ErrBlocked, http.StatusBadRequest, "bad_system_url", "This module can only be connected from a RetailCRM / Simla.com account.", false},
-	{connect.ErrUnknownKey, http.StatusBadGateway, "crm_unknown_key", "Your CRM does not know this API key. Connect the module again from the CRM marketplace.", false},
-	{connect.ErrMissingScopes, http.StatusBadGateway, "crm_missing_scopes", "The API key lacks permissions this module needs. Connect again and allow", true},
-	{crm.ErrNoAccount, http.StatusBadGateway, "crm_no_account", "No CRM account answers at this address. Check the address and connect again.", false},
-	{crm.ErrValidation, http.StatusBadGateway, "crm_denied", "Your CRM rejected the module registration", true},
-	{crm.ErrUnauthorized, http.StatusBadGateway, "crm_denied", "Your CRM did not accept the API key. Please connect again from the CRM marketplace.", false},
-	{crm.ErrForbidden, http.StatusBadGateway, "crm_denied", "The API key has no access to integration modules. Allow the module's API methods for the key in the CRM settings and connect again.", false},
-	{crm.ErrPaymentRequired, http.StatusBadGateway, "crm_payment_required", "Your CRM account has insufficient funds to connect this module. Top up the balance and connect again.", false},
-	{crm.ErrMethodNotFound, http.StatusBadGateway, "crm_denied", "Your CRM does not offer the API this module needs (method not found). Please tell the module's developer.", false},
-	{crm.ErrRateLimited, http.StatusServiceUnavailable, "crm_unavailable", "Your CRM is busy right now (too many requests). Try again in a minute.", false},
-	{crm.ErrUnavailable, http.StatusServiceUnavailable, "crm_unavailable", "Your CRM is not answering. Try again in a few minutes.", false},
-	{crm.ErrUnexpected, http.StatusBadGateway, "crm_unexpected", "Your CRM gave an unexpected answer. Try again in a few minutes.", false},
-	{errUnknownClient, http.StatusNotFound, "unknown_client", "This module is not connected to your CRM any more. Connect it again from the CRM marketplace.", false},
-	{store.ErrNotFound, http.StatusNotFound, "not_found", "Not found.", false},
-	{store.ErrAddressTaken, http.StatusConflict, "address_taken", "Another account of this module already uses this CRM address.", false},
-	{connect.ErrMoveRefused, http.StatusConflict, "move_refused", "Your CRM's address has changed. Connect the module again from the marketplace of your CRM at its new address.", false},
-	{store.ErrUnreadable, http.StatusInternalServerError, "unreadable", "This module's record for your CRM cannot be read. Connect the module again from the CRM marketplace.", false},
-	{errNoSession, http.StatusUnauthorized, "no_session", "Your session has ended. Open the module again from your CRM.", false},
-	{errBadCSRF, http.StatusForbidden, "bad_csrf", "This form has expired. Reload the page and try again.", false},
-	{errAdminDisable, http.StatusNotFound, "not_found", "Not found.", false},
-	{errAdminAuth, http.StatusUnauthorized, "unauthorized", "A valid bearer token is required.", false},
-	{errAdminQuery, http.StatusBadRequest, "bad_query", "The query is not valid", true},
-	{connect.ErrNotConnected, http.StatusConflict, "not_connected", "The account has no key the CRM accepted yet.", false},
-	{errNotActive, http.StatusConflict, "not_active", "The module is not active for this shop: it is switched off, frozen, not connected yet, or its API key no longer works.", false},
-	{errTooManyFailures, http.StatusTooManyRequests, "too_many_failures", "Too many failed requests came from this address. Try again in a few minutes.", false},
-	{errShopBusy, http.StatusTooManyRequests, "shop_busy", "Too many attempts for this shop. Try again in a minute.", false},
-	{errNotFound, http.StatusNotFound, "not_found", "Not found.", false},
-	{errMethodNotAllow, http.StatusMethodNotAllowed, "method_not_allowed", "This address does not accept this kind of request.", false},
+	{errTooLarge, http.StatusRequestEntityTooLarge, "too_large", "card.too_large", false},
+	{errBadRequest, http.StatusBadRequest, "bad_request", "card.bad_request", false},
+	{verify.ErrNoToken, http.StatusUnauthorized, "bad_token", "card.no_token", false},
+	{verify.ErrBadToken, http.StatusUnauthorized, "bad_token", "card.bad_token", false},
+	{verify.ErrAddressInvalid, http.StatusBadRequest, "bad_system_url", "card.address_invalid", true},
+	{verify.ErrAddressNotAllowed, http.StatusBadRequest, "bad_system_url", "card.address_not_allowed", false},
+	{crm.ErrBlocked, http.StatusBadRequest, "bad_system_url", "card.address_not_allowed", false},
+	{connect.ErrUnknownKey, http.StatusBadGateway, "crm_unknown_key", "card.crm_unknown_key", false},
+	{connect.ErrMissingScopes, http.StatusBadGateway, "crm_missing_scopes", "card.crm_missing_scopes", true},
+	{crm.ErrNoAccount, http.StatusBadGateway, "crm_no_account", "card.crm_no_account", false},
+	{crm.ErrValidation, http.StatusBadGateway, "crm_denied", "card.crm_rejected", true},
+	{crm.ErrUnauthorized, http.StatusBadGateway, "crm_denied", "card.crm_unauthorized", false},
+	{crm.ErrForbidden, http.StatusBadGateway, "crm_denied", "card.crm_forbidden", false},
+	{crm.ErrPaymentRequired, http.StatusBadGateway, "crm_payment_required", "card.crm_payment_required", false},
+	{crm.ErrMethodNotFound, http.StatusBadGateway, "crm_denied", "card.crm_method_not_found", false},
+	{crm.ErrRateLimited, http.StatusServiceUnavailable, "crm_unavailable", "card.crm_rate_limited", false},
+	{crm.ErrUnavailable, http.StatusServiceUnavailable, "crm_unavailable", "card.crm_unavailable", false},
+	{crm.ErrUnexpected, http.StatusBadGateway, "crm_unexpected", "card.crm_unexpected", false},
+	{errUnknownClient, http.StatusNotFound, "unknown_client", "card.unknown_client", false},
+	{store.ErrNotFound, http.StatusNotFound, "not_found", "card.not_found", false},
+	{store.ErrAddressTaken, http.StatusConflict, "address_taken", "card.address_taken", false},
+	{connect.ErrMoveRefused, http.StatusConflict, "move_refused", "card.move_refused", false},
+	{store.ErrUnreadable, http.StatusInternalServerError, "unreadable", "card.unreadable", false},
+	{errNoSession, http.StatusUnauthorized, "no_session", "error.no_session", false},
+	{errBadCSRF, http.StatusForbidden, "bad_csrf", "error.bad_csrf", false},
+	{errAdminDisable, http.StatusNotFound, "not_found", "admin.not_found", false},
+	{errAdminAuth, http.StatusUnauthorized, "unauthorized", "admin.unauthorized", false},
+	{errAdminQuery, http.StatusBadRequest, "bad_query", "admin.bad_query", true},
+	{connect.ErrNotConnected, http.StatusConflict, "not_connected", "card.not_connected", false},
+	{errNotActive, http.StatusConflict, "not_active", "error.not_active", false},
+	{errTooManyFailures, http.StatusTooManyRequests, "too_many_failures", "card.too_many_failures", false},
+	{errShopBusy, http.StatusTooManyRequests, "shop_busy", "card.shop_busy", false},
+	{errNotFound, http.StatusNotFound, "not_found", "card.not_found", false},
+	{errMethodNotAllow, http.StatusMethodNotAllowed, "method_not_allowed", "card.method_not_allowed", false},
 }
 
-var internalReply = reply{nil, http.StatusInternalServerError, "internal", "Something went wrong on our side. Try again in a few minutes.", false}
+var internalReply = reply{nil, http.StatusInternalServerError, "internal", "card.internal", false}
 
 // replyFor finds the reply for err: the table, then echo's own HTTP
 // errors, else the internal error.
@@ -104,17 +110,30 @@ func replyFor(err error) reply {
 	return internalReply
 }
 
-// message is the reply's text, with the CRM's or the checker's own
-// explanation appended when the row asks for it.
-func (r reply) message(err error) string {
+// message is the reply's text in l's language, with the explanation
+// appended when the row asks for it: the address check's reason in the
+// same language, or the CRM's own words (or the missing scopes' names) as
+// they came.
+func (r reply) message(l i18n.Localizer, err error) string {
+	msg := l.T(r.key)
 	if !r.reason {
-		return r.msg
+		return msg
 	}
-	var explained interface{ Reason() string }
-	if errors.As(err, &explained) && explained.Reason() != "" {
-		return r.msg + ": " + strings.TrimSuffix(explained.Reason(), ".") + "."
+	var (
+		address   *verify.AddressError
+		explained interface{ Reason() string }
+		reason    string
+	)
+	switch {
+	case errors.As(err, &address) && l.Has("card.address."+address.Code()):
+		reason = l.T("card.address." + address.Code())
+	case errors.As(err, &explained):
+		reason = explained.Reason()
 	}
-	return r.msg + "."
+	if reason != "" {
+		return msg + ": " + strings.TrimSuffix(reason, ".") + "."
+	}
+	return msg + "."
 }
 
 // Outcome names a failure for logs and metrics: a stable code, never a
@@ -178,9 +197,9 @@ func (s *server) handleError(err error, c echo.Context) {
 	var werr error
 	switch styleOf(c.Request().URL.Path) {
 	case webhookStyle:
-		werr = c.JSON(http.StatusOK, webhookReply{Success: false, ErrorMsg: r.message(err)})
-	case adminStyle:
-		werr = c.JSON(r.status, problem{problemBody{Status: r.status, Code: r.code, Message: r.message(err)}})
+		werr = c.JSON(http.StatusOK, webhookReply{Success: false, ErrorMsg: r.message(s.cardLocalizer(c), err)})
+	case adminStyle: // operators read English
+		werr = c.JSON(r.status, problem{problemBody{Status: r.status, Code: r.code, Message: r.message(s.words.For("en"), err)}})
 	default:
 		if c.Request().Method == http.MethodHead {
 			werr = c.NoContent(r.status)
@@ -191,4 +210,45 @@ func (s *server) handleError(err error, c echo.Context) {
 	if werr != nil {
 		s.log.ErrorContext(c.Request().Context(), "writing error reply failed", "err", werr)
 	}
+}
+
+// cardLocalizer picks the language of a module-card reply (/register,
+// /activity): the one the CRM asks for in Accept-Language, else the shop's,
+// told by its CRM host (.ru Russian, .es Spanish), else English.
+func (s *server) cardLocalizer(c echo.Context) i18n.Localizer {
+	if lang, ok := s.words.MatchHeader(c.Request().Header.Get("Accept-Language")); ok {
+		return s.words.For(lang)
+	}
+	return s.words.For(ShopLanguage(shopURL(c)))
+}
+
+// shopURL is the shop address a webhook named: the register's systemUrl
+// (the handler keeps it once read), or the activity callback's form field.
+// The form is read only when the handler has parsed it already.
+func shopURL(c echo.Context) string {
+	if u, ok := c.Get("shop_url").(string); ok {
+		return u
+	}
+	if form := c.Request().Form; form != nil {
+		return form.Get("systemUrl")
+	}
+	return ""
+}
+
+// ShopLanguage is the language of a shop's module-card messages, told by
+// the top-level domain of its CRM address: "ru" for .ru, "es" for .es,
+// English otherwise (.com, .io, .pro are international).
+func ShopLanguage(systemURL string) string {
+	u, err := url.Parse(strings.TrimSpace(systemURL))
+	if err != nil {
+		return i18n.Default
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	switch host[strings.LastIndex(host, ".")+1:] {
+	case "ru":
+		return "ru"
+	case "es":
+		return "es"
+	}
+	return i18n.Default
 }

@@ -95,7 +95,7 @@ func (s *server) titled(what string) string { return what + " — " + s.cfg.Modu
 // renderErrorPage answers a browser in its language: the session-ended
 // page, or a page titled with the problem (page.<code>.title, else a
 // generic one), its explanation (page.<code>.text, else error.<code>, else
-// the table's English wording) and the one next step.
+// the reply's own words in the page's language) and the one next step.
 func (s *server) renderErrorPage(c echo.Context, r reply, err error) error {
 	l := s.localizer(c)
 	if errors.Is(err, errNoSession) {
@@ -107,7 +107,7 @@ func (s *server) renderErrorPage(c echo.Context, r reply, err error) error {
 	if key := "page." + r.code + ".title"; l.Has(key) {
 		heading = l.T(key)
 	}
-	msg := r.message(err)
+	msg := r.message(l, err)
 	if key := "page." + r.code + ".text"; l.Has(key) {
 		msg = l.T(key)
 	} else if key := "error." + r.code; l.Has(key) {

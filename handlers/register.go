@@ -114,6 +114,7 @@ func (s *server) handleRegister(c echo.Context) error {
 	if err != nil {
 		return s.registerFailed(c, err)
 	}
+	c.Set("shop_url", req.SystemURL) // the language of any errorMsg: the shop's (errors.go)
 	if _, err := verify.Token(s.cfg.ModuleSecrets, req.APIKey, req.Token); err != nil {
 		return s.registerFailed(c, err)
 	}

@@ -63,15 +63,23 @@ func (c *Catalogs) Supported(lang string) bool { return slices.Contains(Langs, l
 // Match picks the offered language that best fits an Accept-Language
 // header; Default when none does or the header is empty or malformed.
 func (c *Catalogs) Match(acceptLanguage string) string {
+	lang, _ := c.MatchHeader(acceptLanguage)
+	return lang
+}
+
+// MatchHeader is Match that also says whether the header asked for one of
+// the offered languages at all (ok false: empty, malformed, "*" or only
+// other languages), so a caller can fall back to another hint first.
+func (c *Catalogs) MatchHeader(acceptLanguage string) (lang string, ok bool) {
 	tags, _, err := language.ParseAcceptLanguage(acceptLanguage)
 	if err != nil || len(tags) == 0 {
-		return Default
+		return Default, false
 	}
 	_, i, conf := c.matcher.Match(tags...)
 	if conf == language.No {
-		return Default
+		return Default, false
 	}
-	return Langs[i]
+	return Langs[i], true
 }
 
 // Keys lists a catalog's keys, sorted.

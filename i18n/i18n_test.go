@@ -63,3 +63,24 @@ func TestLookupFallsBack(t *testing.T) {
 	var zero i18n.Localizer
 	assert.Equal(t, "x", zero.T("x"), "the zero Localizer is safe")
 }
+
+func TestMatchHeaderSaysWhetherALanguageWasAskedFor(t *testing.T) {
+	c := i18n.MustLoad()
+	for header, want := range map[string]struct {
+		lang string
+		ok   bool
+	}{
+		"":                {"en", false},
+		"*":               {"en", false},
+		"de-DE,de;q=0.9":  {"en", false},
+		"garbage;;;===":   {"en", false},
+		"en-US":           {"en", true},
+		"ru":              {"ru", true},
+		"es-419,en;q=0.5": {"es", true},
+		"de-DE,ru;q=0.5":  {"ru", true},
+	} {
+		lang, ok := c.MatchHeader(header)
+		assert.Equal(t, want.lang, lang, "Accept-Language: %q", header)
+		assert.Equal(t, want.ok, ok, "Accept-Language: %q", header)
+	}
+}

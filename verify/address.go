@@ -44,18 +44,21 @@ type AddressPolicy struct {
 }
 
 // AddressError is a rejected address: its kind and a reason that is safe
-// to show to the shop owner.
+// to show to the shop owner, in English and as a stable code (the module
+// card says it in the shop's language: catalog key "card.address.<code>").
 type AddressError struct {
 	Kind   error
+	code   string
 	reason string
 }
 
 func (e *AddressError) Error() string  { return e.Kind.Error() + ": " + e.reason }
 func (e *AddressError) Unwrap() error  { return e.Kind }
 func (e *AddressError) Reason() string { return e.reason }
+func (e *AddressError) Code() string   { return e.code }
 
-func invalid(reason string) error    { return &AddressError{ErrAddressInvalid, reason} }
-func disallowed(reason string) error { return &AddressError{ErrAddressNotAllowed, reason} }
+func invalid(code, reason string) error    { return &AddressError{ErrAddressInvalid, code, reason} }
+func disallowed(code, reason string) error { return &AddressError{ErrAddressNotAllowed, code, reason} }
 
 // Canonical returns the one form of a shop address used for allow-list
 // checks, identity and storage: scheme and host lowercased, host in IDNA
@@ -66,35 +69,35 @@ func disallowed(reason string) error { return &AddressError{ErrAddressNotAllowed
 func (p AddressPolicy) Canonical(raw string) (string, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
-		return "", invalid("it is empty")
+		return "", invalid("empty", "it is empty")
 	}
 	if len(raw) > 2048 {
-		return "", invalid("it is too long")
+		return "", invalid("too_long", "it is too long")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", invalid("it is not a URL")
+		return "", invalid("not_url", "it is not a URL")
 	}
 	scheme := strings.ToLower(u.Scheme)
 	switch {
 	case scheme == "https":
 	case scheme == "http" && p.AllowInsecure:
 	case scheme == "http":
-		return "", invalid("it must use https")
+		return "", invalid("https", "it must use https")
 	default:
-		return "", invalid("it must be an https URL")
+		return "", invalid("scheme", "it must be an https URL")
 	}
 	if u.Opaque != "" || u.Host == "" {
-		return "", invalid("it has no host")
+		return "", invalid("no_host", "it has no host")
 	}
 	if u.User != nil {
-		return "", invalid("it must not contain a user name or password")
+		return "", invalid("userinfo", "it must not contain a user name or password")
 	}
 	if u.Path != "" && u.Path != "/" || u.RawPath != "" {
-		return "", invalid("it must not contain a path")
+		return "", invalid("path", "it must not contain a path")
 	}
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
-		return "", invalid("it must not contain a query or fragment")
+		return "", invalid("query", "it must not contain a query or fragment")
 	}
 
 	host, port := u.Hostname(), u.Port()
@@ -103,17 +106,17 @@ func (p AddressPolicy) Canonical(raw string) (string, error) {
 		// and encodes that as xn--zn7c without an error, but rejects the same
 		// label on the way back: the canonical form would not be canonical
 		// (found by FuzzCanonical).
-		return "", invalid("its host name is not valid")
+		return "", invalid("host", "its host name is not valid")
 	}
 	if strings.Contains(u.Host, ":") && port == "" && !strings.HasSuffix(u.Host, "]") {
-		return "", invalid("it has an empty port")
+		return "", invalid("empty_port", "it has an empty port")
 	}
 	if port != "" {
 		// One spelling per port: "0443" is 443, so it is the default port
 		// (one shop, one canonical form), and 0 or >65535 is no port at all.
 		n, err := strconv.Atoi(port)
 		if err != nil || n < 1 || n > 65535 {
-			return "", invalid("its port is not valid")
+			return "", invalid("bad_port", "its port is not valid")
 		}
 		port = strconv.Itoa(n)
 	}
@@ -121,17 +124,17 @@ func (p AddressPolicy) Canonical(raw string) (string, error) {
 		port = ""
 	}
 	if port != "" && !p.AllowInsecure && !slices.Contains(p.AllowedPorts, port) {
-		return "", invalid("it must not name a port")
+		return "", invalid("port", "it must not name a port")
 	}
 
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if !p.ipAllowed(ip.WithZone("").Unmap()) {
-			return "", disallowed("it must be a CRM host name, not an IP address")
+			return "", disallowed("ip", "it must be a CRM host name, not an IP address")
 		}
 		if ip.Zone() != "" {
 			// fe80::1%eth0 names an interface of this machine, never a
 			// CRM; and the zone would need re-escaping to stay a URL.
-			return "", invalid("its IP address must not name a network interface")
+			return "", invalid("zone", "its IP address must not name a network interface")
 		}
 		ip = ip.Unmap()
 		host = ip.String()
@@ -144,11 +147,11 @@ func (p AddressPolicy) Canonical(raw string) (string, error) {
 	host = strings.TrimSuffix(host, ".")
 	ascii, err := hostProfile.ToASCII(host)
 	if err != nil || ascii == "" || len(ascii) > 253 || strings.ContainsAny(ascii, "%_*") {
-		return "", invalid("its host name is not valid")
+		return "", invalid("host", "its host name is not valid")
 	}
 	host = strings.ToLower(ascii)
 	if !p.hostAllowed(host) {
-		return "", disallowed("it is not the address of a RetailCRM / Simla.com account")
+		return "", disallowed("not_crm", "it is not the address of a RetailCRM / Simla.com account")
 	}
 	return join(scheme, host, port), nil
 }
