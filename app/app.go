@@ -1,7 +1,7 @@
 // Package app builds the service from its Config: the store, the CRM
 // client, the connect service and its sweeper, metrics, the CRM domain
-// lists, the rate limiter, the handlers and the http.Server with its
-// timeouts. main.run and the load tool (cmd/loadtest) both build it here, so
+// lists, the two limits (failures per address, attempts per shop and key),
+// the handlers and the http.Server with its timeouts. main.run and the load tool (cmd/loadtest) both build it here, so
 // what is measured is what runs.
 package app
 

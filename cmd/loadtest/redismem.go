@@ -16,7 +16,8 @@ type keyClass struct {
 }
 
 // scanKeys lists this run's keys: every name holding its random prefix
-// (the store's "{prefix}:…" and the rate limiter's "rate:prefix:rl:…").
+// (the store's "{prefix}:…" and the limits' "rate:prefix:fail:…" and
+// "rate:prefix:shop:…").
 func scanKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) ([]string, error) {
 	seen := map[string]bool{}
 	var out []string
