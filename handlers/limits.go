@@ -85,7 +85,7 @@ func (s *server) countFailures() echo.MiddlewareFunc {
 			if !v.Over {
 				return err
 			}
-			if v.First { // once per address and window on this replica, not per request
+			if v.First { // once per address and minute on this replica, not per request
 				s.log.WarnContext(ctx, "client address over its failure budget: its failed requests are refused until it refills",
 					"client", c.RealIP(), "route", c.Path(), "retry_after_s", retryAfterSeconds(v.RetryAfter.Seconds()))
 			}

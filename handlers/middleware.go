@@ -71,7 +71,7 @@ func (s *server) requestLog() echo.MiddlewareFunc {
 			outcome, _ := c.Get("outcome").(string)
 			if route == "/healthz" || route == "/readyz" || outcome == "too_many_failures" {
 				// Probes, and failures refused past their budget: one line
-				// per address and window says so (countFailures).
+				// per address and minute says so (countFailures).
 				level = slog.LevelDebug
 			}
 			ctx := c.Request().Context()

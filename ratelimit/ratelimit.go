@@ -34,8 +34,9 @@ type Verdict struct {
 	Over bool
 	// RetryAfter is when the budget has room again (when Over).
 	RetryAfter time.Duration
-	// First: this replica has just learnt the address is over (log it once
-	// per window, not per request).
+	// First: news worth a log line. This replica has just learnt the
+	// address is over, and has not said so for it in the last minute: one
+	// line per address and minute, not one per refused request.
 	First bool
 }
 
@@ -47,12 +48,15 @@ type Failures struct {
 	now     func() time.Time
 
 	// over remembers, per replica, the addresses Redis said are over their
-	// budget and until when: their failures are then refused without even
-	// the limiter's round trip. Bounded: when full, nothing more is
-	// remembered and Redis is asked, which is only slower.
+	// budget, until when, and when that was last reported: their failures
+	// are refused without even the limiter's round trip until then. Bounded:
+	// when full, nothing more is remembered and Redis is asked, which is
+	// only slower.
 	mu   sync.Mutex
-	over map[string]time.Time
+	over map[string]overBudget
 }
+
+type overBudget struct{ until, reported time.Time }
 
 // maxRemembered bounds Failures.over.
 const maxRemembered = 10_000
@@ -63,7 +67,7 @@ const maxRemembered = 10_000
 func NewFailures(rdb redis.UniversalClient, prefix string, perMinute int) *Failures {
 	return &Failures{
 		limiter: redis_rate.NewLimiter(rdb), limit: redis_rate.PerMinute(perMinute),
-		prefix: prefix + ":fail:", now: time.Now, over: map[string]time.Time{},
+		prefix: prefix + ":fail:", now: time.Now, over: map[string]overBudget{},
 	}
 }
 
@@ -74,10 +78,10 @@ func (f *Failures) Fail(ctx context.Context, addr string) (Verdict, error) {
 	key := clientKey(addr)
 	now := f.now()
 	f.mu.Lock()
-	until, known := f.over[key]
+	known, ok := f.over[key]
 	f.mu.Unlock()
-	if known && now.Before(until) {
-		return Verdict{Over: true, RetryAfter: until.Sub(now)}, nil
+	if ok && now.Before(known.until) {
+		return Verdict{Over: true, RetryAfter: known.until.Sub(now)}, nil
 	}
 	res, err := f.limiter.Allow(ctx, f.prefix+key, f.limit)
 	if err != nil {
@@ -86,16 +90,21 @@ func (f *Failures) Fail(ctx context.Context, addr string) (Verdict, error) {
 	if res.Allowed > 0 {
 		return Verdict{}, nil
 	}
-	f.remember(key, now, now.Add(res.RetryAfter))
-	return Verdict{Over: true, RetryAfter: res.RetryAfter, First: !known}, nil
+	first := !ok || now.Sub(known.reported) >= time.Minute
+	entry := overBudget{until: now.Add(res.RetryAfter), reported: known.reported}
+	if first {
+		entry.reported = now
+	}
+	f.remember(key, now, entry)
+	return Verdict{Over: true, RetryAfter: res.RetryAfter, First: first}, nil
 }
 
-func (f *Failures) remember(key string, now, until time.Time) {
+func (f *Failures) remember(key string, now time.Time, entry overBudget) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.over) >= maxRemembered {
-		for k, u := range f.over {
-			if !now.Before(u) {
+	if _, ok := f.over[key]; !ok && len(f.over) >= maxRemembered {
+		for k, o := range f.over {
+			if !now.Before(o.until) { // at worst, its next report comes early
 				delete(f.over, k)
 			}
 		}
@@ -103,7 +112,7 @@ func (f *Failures) remember(key string, now, until time.Time) {
 			return
 		}
 	}
-	f.over[key] = until
+	f.over[key] = entry
 }
 
 // clientKey is the address a budget belongs to: an IPv4 address, or the

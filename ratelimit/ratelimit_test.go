@@ -97,6 +97,16 @@ func TestAnAddressOverItsBudgetCostsNoRoundTrip(t *testing.T) {
 	mr.SetTime(now)
 	assert.False(t, fail(t, f, "192.0.2.1", 1).Over, "after the retry time one more failure fits")
 	assert.Greater(t, mr.CommandCount(), commands, "and Redis was asked")
+	v = fail(t, f, "192.0.2.1", 1)
+	assert.True(t, v.Over, "then the address is over again")
+	assert.False(t, v.First, "but that was reported less than a minute ago")
+
+	now = now.Add(time.Minute)
+	mr.SetTime(now)
+	fail(t, f, "192.0.2.1", 3) // the budget refilled: 3 fit, the 4th is over
+	v = fail(t, f, "192.0.2.1", 1)
+	assert.True(t, v.Over)
+	assert.True(t, v.First, "a minute later it is news again")
 }
 
 func TestFailuresReportARedisError(t *testing.T) {
