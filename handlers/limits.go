@@ -2,11 +2,11 @@ package handlers
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -120,24 +120,41 @@ func (s *server) allowAttempt(c echo.Context, systemURL string, apiKey redact.Se
 
 // registerFromStoredState answers a register past its pair's bound without
 // calling the CRM: success when this very key is the shop's active key (a
-// replay of a register that already worked), else errShopBusy. The key is
-// compared in constant time.
+// replay of a register that already worked), else errShopBusy. Keys are
+// compared in constant time. While an attempt with this very key is under
+// way (a double click, or replays racing the first register), its outcome
+// is the answer: the stored state is read again until it settles, at most
+// for CRM_TIMEOUT, the time one attempt may take.
 func (s *server) registerFromStoredState(c echo.Context, systemURL string, apiKey redact.Secret) error {
-	acc, err := s.accounts.FindBySystemURL(c.Request().Context(), systemURL)
-	if errors.Is(err, store.ErrNotFound) {
-		return s.registerFailed(c, errShopBusy)
+	ctx := c.Request().Context()
+	deadline := time.Now().Add(s.cfg.CRMTimeout)
+	pause := 20 * time.Millisecond
+	for {
+		acc, err := s.accounts.FindBySystemURL(ctx, systemURL)
+		if errors.Is(err, store.ErrNotFound) {
+			return s.registerFailed(c, errShopBusy)
+		}
+		if err != nil {
+			return s.registerFailed(c, err)
+		}
+		c.Set("account_id", acc.ID)
+		if acc.Connected && acc.Active && !apiKey.IsZero() && acc.APIKey.Equal(apiKey) {
+			c.Set("outcome", outcomeReplayed)
+			s.metrics.Register(outcomeReplayed)
+			return c.JSON(http.StatusOK, webhookReply{Success: true, AccountURL: s.cfg.PublicURLFor("/account")})
+		}
+		if !acc.PendingAPIKey.Equal(apiKey) || time.Now().Add(pause).After(deadline) {
+			return s.registerFailed(c, errShopBusy)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return s.registerFailed(c, ctx.Err())
+		case <-t.C:
+		}
+		pause = min(2*pause, 500*time.Millisecond)
 	}
-	if err != nil {
-		return s.registerFailed(c, err)
-	}
-	c.Set("account_id", acc.ID)
-	if !acc.Connected || !acc.Active || acc.APIKey.IsZero() ||
-		subtle.ConstantTimeCompare([]byte(acc.APIKey.Reveal()), []byte(apiKey.Reveal())) != 1 {
-		return s.registerFailed(c, errShopBusy)
-	}
-	c.Set("outcome", outcomeReplayed)
-	s.metrics.Register(outcomeReplayed)
-	return c.JSON(http.StatusOK, webhookReply{Success: true, AccountURL: s.cfg.PublicURLFor("/account")})
 }
 
 // outcomeReplayed is a register answered from the stored state: the key

@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,4 +246,74 @@ func TestLimitsLetRequestsThroughWhenTheirRedisFails(t *testing.T) {
 		r := h.register("key-x", h.fake.URL)
 		assert.True(t, r.Success, r.ErrorMsg)
 	}
+}
+
+// Past the bound, a register racing an attempt with the same key (a double
+// click, several replicas, a replay loop started before the first answer)
+// waits for that attempt and answers with its outcome: no failure, and the
+// CRM sees one edit.
+func TestRegistersPastTheBoundWaitForTheAttemptInFlight(t *testing.T) {
+	gate := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	h := newHarness(t, []crmtest.Option{
+		crmtest.Edit("key-double", crmtest.After(gate, crmtest.OK())),
+		crmtest.OnCall(func(c crmtest.Call) {
+			if strings.HasSuffix(c.Path, "/edit") {
+				arrived <- struct{}{}
+			}
+		}),
+	}, func(c *config.Config) { c.ShopKeyAttemptsPerMinute = 1 })
+	h.freezeLimiterClock()
+	shop := h.shopURL(3)
+	// Each read of the shop's record, once armed, is seen here (the hook is
+	// added before any request: go-redis hooks are not for changing live).
+	reads := make(chan struct{}, 1000)
+	hook := &readsOf{get: shop, seen: reads}
+	h.store.Client().AddHook(hook)
+
+	const clicks = 6
+	replies := make(chan webhookReply, clicks)
+	send := func() { replies <- h.register("key-double", shop) }
+	go send()
+	<-arrived // the first attempt is recorded and waits on the CRM
+
+	// The others read the shop's record and find the attempt under way
+	// before the CRM answers.
+	hook.armed.Store(true)
+	for range clicks - 1 {
+		go send()
+	}
+	for range clicks - 1 {
+		<-reads // (at least) one read per waiting register
+	}
+	close(gate)
+	for range clicks {
+		r := <-replies
+		assert.True(t, r.Success, r.ErrorMsg)
+	}
+	assert.Len(t, h.fake.Edits(), 1, "one edit reached the CRM")
+}
+
+// readsOf reports, once armed, each GET whose key holds get (a store read
+// by address).
+type readsOf struct {
+	get   string
+	seen  chan<- struct{}
+	armed atomic.Bool
+}
+
+func (*readsOf) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r *readsOf) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if args := cmd.Args(); r.armed.Load() && cmd.Name() == "get" && len(args) == 2 && strings.Contains(fmt.Sprint(args[1]), r.get) {
+			r.seen <- struct{}{}
+		}
+		return err
+	}
+}
+
+func (*readsOf) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
