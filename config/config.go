@@ -30,6 +30,10 @@ var DefaultCRMHosts = []string{
 	"simla.com", "simla.io",
 }
 
+// LoopbackHosts join the default CRM_ALLOWED_HOSTS in CRM_ALLOW_INSECURE
+// mode: a CRM on this machine, for development and tests.
+var LoopbackHosts = []string{"127.0.0.1", "::1", "localhost"}
+
 // KnownScopes are the API-key permissions the CRM knows (spec §1). A scope
 // outside this list is almost certainly a typo that would make every
 // connection fail later, so it stops the start.
@@ -194,6 +198,12 @@ func (c *Config) applyDefaults() {
 	}
 	if len(c.CRMAllowedHosts) == 0 {
 		c.CRMAllowedHosts = slices.Clone(DefaultCRMHosts)
+		if c.CRMAllowInsecure {
+			// The contract's development mode talks to a CRM on this
+			// machine (a fake, crmsim): left unset, the allow list says so.
+			// Set, it alone decides (every other IP literal must be listed).
+			c.CRMAllowedHosts = append(c.CRMAllowedHosts, LoopbackHosts...)
+		}
 	}
 	// One spelling per host (items are already trimmed by splitList): a
 	// fully qualified "RetailCRM.ru." is the suffix "retailcrm.ru".

@@ -441,3 +441,22 @@ func TestTheRetiredRateLimitStopsTheStartNamingItsReplacements(t *testing.T) {
 	assert.Equal(t, 10, c.FailedRequestsPerMinute)
 	assert.Equal(t, 5, c.ShopKeyAttemptsPerMinute)
 }
+
+// The contract's development mode (CRM_ALLOW_INSECURE alone) reaches a CRM
+// on this machine; an explicit allow list alone decides.
+func TestInsecureModeDefaultsTheAllowListToTheCRMsDomainsAndThisMachine(t *testing.T) {
+	setEnv(t, map[string]string{"CRM_ALLOW_INSECURE": "true"})
+	c, err := config.Load()
+	require.NoError(t, err)
+	assert.Equal(t, append(config.List(config.DefaultCRMHosts), "127.0.0.1", "::1", "localhost"), c.CRMAllowedHosts)
+
+	setEnv(t, map[string]string{"CRM_ALLOW_INSECURE": "true", "CRM_ALLOWED_HOSTS": "retailcrm.ru"})
+	c, err = config.Load()
+	require.NoError(t, err)
+	assert.Equal(t, config.List{"retailcrm.ru"}, c.CRMAllowedHosts, "set: it alone decides")
+
+	setEnv(t, nil)
+	c, err = config.Load()
+	require.NoError(t, err)
+	assert.NotContains(t, c.CRMAllowedHosts, "127.0.0.1", "never outside insecure mode")
+}

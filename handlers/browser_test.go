@@ -292,6 +292,15 @@ func (b *browser) openFromCRM(accountURL, clientID string, waitFor string) {
 		chromedp.Click(chromedp.ID("open-module"), chromedp.NodeVisible),
 		chromedp.WaitVisible(chromedp.CSS(waitFor)),
 	)
+	b.settled()
+}
+
+// settled waits until the page on screen has loaded completely: its
+// deferred scripts (time.js) have run, and no node read next belongs to a
+// document about to be replaced.
+func (b *browser) settled() {
+	b.t.Helper()
+	b.do("the page has loaded", chromedp.Poll[chromedp.Void](`document.readyState === "complete"`, chromedp.WithPollingInterval(10*time.Millisecond)))
 }
 
 // The watch itself: a stylesheet, image or icon that does not load, and a
@@ -541,6 +550,7 @@ func tour(t *testing.T, lang string) {
 	shots := map[string]bool{}
 	shot := func(state string, status int64) {
 		t.Helper()
+		b.settled()
 		assert.Equal(t, lang, b.attr("html", "lang"), state)
 		assert.Equal(t, status, b.pageStatus(), state)
 		assert.NotEmpty(t, b.text("h1"), state)
