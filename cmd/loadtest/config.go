@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"log"
-	"net"
 	"net/http"
 	"time"
 )
@@ -25,39 +22,9 @@ func newClient(conc int) *http.Client {
 	}
 }
 
-// bareConfig is the limit /config is held to: a bare net/http handler
-// writing the same bytes with the same Content-Type, its route checked.
-func bareConfig(body []byte, contentType string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/config" || r.Method != http.MethodGet {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", contentType)
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body)
-	})
-}
-
-// startBaseline serves bareConfig on loopback with the service's server
-// settings.
-func startBaseline(body []byte, contentType string) (url string, stop func(), err error) {
-	srv := &http.Server{
-		Handler: bareConfig(body, contentType), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
-		WriteTimeout: 25 * time.Second, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 16 << 10,
-		ErrorLog: log.New(io.Discard, "", 0),
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
-}
-
 // getter GETs url and expects 200 with want bytes.
-func getter(client *http.Client, url string, want int) func(context.Context, int) (time.Duration, error) {
-	return func(ctx context.Context, _ int) (time.Duration, error) {
+func getter(client *http.Client, url string, want int) func(context.Context, int, int) (time.Duration, error) {
+	return func(ctx context.Context, _, _ int) (time.Duration, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return 0, err
@@ -70,66 +37,53 @@ func getter(client *http.Client, url string, want int) func(context.Context, int
 		n, err := io.Copy(io.Discard, resp.Body)
 		_ = resp.Body.Close()
 		d := time.Since(start)
-		if err == nil && (resp.StatusCode != http.StatusOK || int(n) != want) {
+		if err == nil && (resp.StatusCode != http.StatusOK || (want >= 0 && int(n) != want)) {
 			err = errUnexpected
 		}
 		return d, err
 	}
 }
 
-func phaseConfig(ctx context.Context, o options, r *report, svc *service) error {
-	probe := newClient(1)
-	resp, err := probe.Get(svc.URL + "/config")
-	if err != nil {
-		return err
-	}
-	body, err := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("service /config: status %d, %v", resp.StatusCode, err)
-	}
-	baseURL, stop, err := startBaseline(body, resp.Header.Get("Content-Type"))
-	if err != nil {
-		return err
-	}
-	defer stop()
+// configTally is what one target did over the /config rounds.
+type configTally struct {
+	runs         []run
+	cpu          time.Duration // the target server's
+	done, failed int
+	elapsed      time.Duration
+	latency      []time.Duration
+}
 
-	type target struct {
-		key  string // for -config-target
-		name string
-		do   func(context.Context, int) (time.Duration, error)
-		runs []run
-	}
-	targets := []*target{
-		{key: "baseline", name: "bare net/http, same bytes", do: getter(newClient(o.conc), baseURL+"/config", len(body))},
-		{key: "service", name: "service (echo, all middleware)", do: getter(newClient(o.conc), svc.URL+"/config", len(body))},
-	}
-	for _, t := range targets { // warm up connections, pools and caches
-		if o.configTarget != "both" && t.key != o.configTarget {
-			continue
+// phaseConfig drives GET /config on every target in rounds, each round in
+// another order (rotated), at the same concurrency, and tallies each.
+func phaseConfig(ctx context.Context, o options, r *report, targets []*target) (map[string]*configTally, error) {
+	out := map[string]*configTally{}
+	do := map[string]func(context.Context, int, int) (time.Duration, error){}
+	for _, t := range targets {
+		out[t.key] = &configTally{}
+		want := -1 // the peer answers its own bytes
+		if t.key != "peer" {
+			want = o.configSize
 		}
-		drive(ctx, o.conc, 2000, 5*time.Second, t.do)
+		do[t.key] = getter(newClient(o.conc), t.url+"/config", want)
+		drive(ctx, o.conc, 2000, 300*time.Millisecond, do[t.key]) // warm up connections, pools and caches
 	}
 	for round := range o.rounds {
-		order := []*target{targets[0], targets[1]}
-		if round%2 == 1 {
-			order[0], order[1] = order[1], order[0]
-		}
-		for _, t := range order {
-			if o.configTarget != "both" && t.key != o.configTarget {
-				continue
-			}
-			res := drive(ctx, o.conc, o.configReqs, o.configDur, t.do)
-			t.runs = append(t.runs, res)
-			r.progressf("config round %d %-32s %7.0f req/s", round+1, t.name, float64(res.Done)/res.Elapsed.Seconds())
+		for j := range targets {
+			t := targets[(round+j)%len(targets)]
+			cpu0 := t.cpu()
+			res := drive(ctx, o.conc, o.configReqs, o.roundDur, do[t.key])
+			c := out[t.key]
+			c.cpu += t.cpu() - cpu0
+			c.runs = append(c.runs, res)
+			c.done += res.Done
+			c.failed += res.Failed
+			c.elapsed += res.Elapsed
+			c.latency = append(c.latency, res.samples()...)
+			r.progressf("config round %d %-14s %7.0f req/s", round+1, t.name, float64(res.Done)/res.Elapsed.Seconds())
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return out, ctx.Err()
 		}
 	}
-	if o.configTarget != "both" {
-		return nil // one side alone: a profile, not a comparison
-	}
-	r.configResult(o, len(body), targets[0].name, targets[0].runs, targets[1].name, targets[1].runs)
-	return nil
+	return out, nil
 }

@@ -14,15 +14,15 @@ type run struct {
 	Done    int             // requests completed, failed ones included
 	Failed  int             // transport errors or unexpected replies
 	Elapsed time.Duration   // from the first request sent to the last reply read
-	CPU     time.Duration   // user+system CPU of this whole process meanwhile
+	CPU     time.Duration   // user+system CPU of this whole process (the load generator) meanwhile
 	Latency []time.Duration // per request index; -1 when not sent
 }
 
-// drive calls do for request indexes 0..count-1 from conc workers until
-// every index is done, the duration has passed or ctx ends, whichever comes
-// first: bounded in count and in time. do measures its own latency, so it
-// can keep request preparation out of it.
-func drive(ctx context.Context, conc, count int, duration time.Duration, do func(ctx context.Context, i int) (time.Duration, error)) run {
+// drive calls do for request indexes 0..count-1 from conc workers (0..conc-1)
+// until every index is done, the duration has passed or ctx ends, whichever
+// comes first: bounded in count and in time. do measures its own latency,
+// so it can keep request preparation out of it.
+func drive(ctx context.Context, conc, count int, duration time.Duration, do func(ctx context.Context, worker, i int) (time.Duration, error)) run {
 	r := run{Latency: make([]time.Duration, count)}
 	for i := range r.Latency {
 		r.Latency[i] = -1
@@ -36,7 +36,7 @@ func drive(ctx context.Context, conc, count int, duration time.Duration, do func
 	)
 	cpu0 := processCPU()
 	start := time.Now()
-	for range conc {
+	for w := range conc {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -45,7 +45,7 @@ func drive(ctx context.Context, conc, count int, duration time.Duration, do func
 				if i >= count {
 					return
 				}
-				d, err := do(ctx, i)
+				d, err := do(ctx, w, i)
 				if err != nil {
 					if ctx.Err() != nil { // cut short by the time bound: not a failure, not a sample
 						return

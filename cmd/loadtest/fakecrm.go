@@ -1,33 +1,69 @@
 package main
 
 import (
-	"bufio"
-	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
-
-	"github.com/modulehub/simpleconnect/crm/crmtest"
 )
 
-// childEnv set to "fake-crm" makes this program the fake CRM child.
-const childEnv = "LOADTEST_CHILD"
+// The fake CRM runs in a child process of its own (this program with
+// LOADTEST_CHILD=fake-crm), so its work and memory count for neither the
+// service nor the peer. Every shop has its own address, a port of its own
+// on 127.0.0.1 (the loopback address the service's insecure mode allows):
+// a register is a new connection to a new host, as in production, and the
+// shop index of the service's store is one shop per address. Listeners are
+// opened on demand through the control address.
+//
+// It answers GET /api/credentials with the two integration scopes and
+// POST /api/v5/integration-modules/{code}/edit with success (info as an
+// object, or [] with -crm-info-array), as crm/crmtest does, and times its
+// own handling of each call (from the handler's start, the request's
+// headers read, to its reply written) by API key: that is the "CRM's own
+// time" a register's latency is reduced by.
 
-// serveFakeCRM is the child mode: the fake CRM of crm/crmtest on loopback,
-// its URL on stdout, until stdin closes (the parent ended) or maxLife
-// passes. It runs in its own process so that the calls it records
-// neither count in the service's RSS nor compete for its heap.
-func serveFakeCRM(stdin io.Reader, stdout io.Writer, maxLife time.Duration) error {
-	fake, err := crmtest.Start("127.0.0.1:0")
+type fakeCRM struct {
+	infoArray bool
+
+	mu        sync.Mutex
+	shops     []string                       // 127.0.0.1:port of shop i
+	times     map[string]*crmTime            // by API key, drained by /times
+	clientIDs map[string]map[string]struct{} // by host|module code: every clientId an edit carried
+	srv       *http.Server
+}
+
+type crmTime struct {
+	Nanos int64 `json:"ns"`
+	Calls int   `json:"calls"`
+}
+
+// serveFakeCRM is the child: the control API on 127.0.0.1, its address
+// written as "listening ADDR" to out, until stdin closes (the parent ended)
+// or maxLife passes.
+func serveFakeCRM(stdin io.Reader, out io.Writer, infoArray bool, maxLife time.Duration) error {
+	f := &fakeCRM{infoArray: infoArray, times: map[string]*crmTime{}, clientIDs: map[string]map[string]struct{}{}}
+	f.srv = &http.Server{Handler: http.HandlerFunc(f.serveCRM), ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 10 * time.Second}
+	defer f.srv.Close()
+	ctl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	defer fake.Close()
-	fmt.Fprintln(stdout, fake.URL)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /shops", f.handleShops)
+	mux.HandleFunc("GET /times", f.handleTimes)
+	mux.HandleFunc("GET /clientids", f.handleClientIDs)
+	ctlSrv := &http.Server{Handler: mux, ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = ctlSrv.Serve(ctl) }()
+	defer ctlSrv.Close()
+	fmt.Fprintf(out, "listening %s\n", ctl.Addr())
+
 	done := make(chan struct{})
 	go func() { _, _ = io.Copy(io.Discard, stdin); close(done) }()
 	select {
@@ -37,71 +73,104 @@ func serveFakeCRM(stdin io.Reader, stdout io.Writer, maxLife time.Duration) erro
 	return nil
 }
 
-// fakeCRMProcess is a running child serving the fake CRM.
-type fakeCRMProcess struct {
-	URL   string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
+// handleShops makes sure shops 0..n-1 have a listener and returns their
+// host:port, in order.
+func (f *fakeCRM) handleShops(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(r.URL.Query().Get("n"))
+	if err != nil || n < 0 || n > 1_000_000 {
+		http.Error(w, "bad n", http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.shops); i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		f.shops = append(f.shops, ln.Addr().String())
+		go func() { _ = f.srv.Serve(ln) }()
+	}
+	_ = json.NewEncoder(w).Encode(f.shops[:n])
 }
 
-// startFakeCRM starts this same program as the fake CRM child (tests: the
-// test binary, whose TestMain does the same) and waits for its URL.
-func startFakeCRM(ctx context.Context) (*fakeCRMProcess, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), childEnv+"=fake-crm")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &fakeCRMProcess{cmd: cmd, stdin: stdin}
-	line := make(chan string, 1)
-	go func() {
-		s := bufio.NewScanner(stdout)
-		if s.Scan() {
-			line <- s.Text()
-		}
-		close(line)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case u, ok := <-line:
-		if !ok || !strings.HasPrefix(u, "http://127.0.0.1:") {
-			p.Stop()
-			return nil, errors.New("fake CRM child did not report its address")
-		}
-		p.URL = u
-		return p, nil
-	case <-ctx.Done():
-		p.Stop()
-		return nil, ctx.Err()
-	case <-time.After(10 * time.Second):
-		p.Stop()
-		return nil, errors.New("fake CRM child did not start within 10s")
-	}
+// handleTimes returns the CRM's own time by API key since the last call,
+// and forgets it.
+func (f *fakeCRM) handleTimes(w http.ResponseWriter, _ *http.Request) {
+	f.mu.Lock()
+	t := f.times
+	f.times = map[string]*crmTime{}
+	f.mu.Unlock()
+	_ = json.NewEncoder(w).Encode(t)
 }
 
-// Stop closes the child's stdin (it exits) and waits for it, killing it
-// (this one process, by its handle) if it does not exit within 5 s.
-func (p *fakeCRMProcess) Stop() {
-	_ = p.stdin.Close()
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
+// handleClientIDs lists the clientIds that edits for one shop and module
+// carried.
+func (f *fakeCRM) handleClientIDs(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	var ids []string
+	for id := range f.clientIDs[r.URL.Query().Get("host")+"|"+r.URL.Query().Get("code")] {
+		ids = append(ids, id)
+	}
+	f.mu.Unlock()
+	_ = json.NewEncoder(w).Encode(ids)
+}
+
+var (
+	credentialsReply = []byte(`{"success":true,"credentials":["/api/integration-modules/{code}","/api/integration-modules/{code}/edit","/api/credentials"],"siteAccess":"access_full","sitesAvailable":["main-site"],"scopes":["integration_read","integration_write"]}`)
+	editReplyObject  = []byte(`{"success":true,"info":{"billingInfo":{"price":0,"currency":{"code":"RUB"}}}}`)
+	editReplyArray   = []byte(`{"success":true,"info":[]}`)
+)
+
+func (f *fakeCRM) serveCRM(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	key := r.Header.Get("X-API-KEY")
+	status, body := f.answer(r, key)
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	d := time.Since(start)
+	f.mu.Lock()
+	t := f.times[key]
+	if t == nil {
+		t = &crmTime{}
+		f.times[key] = t
+	}
+	t.Nanos += int64(d)
+	t.Calls++
+	f.mu.Unlock()
+}
+
+func (f *fakeCRM) answer(r *http.Request, key string) (int, []byte) {
+	if key == "" {
+		return http.StatusUnauthorized, []byte(`{"success":false,"errorMsg":"\"apiKey\" is missing."}`)
+	}
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/api/credentials":
+		return http.StatusOK, credentialsReply
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/v5/integration-modules/") && strings.HasSuffix(r.URL.Path, "/edit"):
+		code, _ := url.PathUnescape(strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/api/v5/integration-modules/"), "/edit"))
+		var m struct {
+			Code     string `json:"code"`
+			ClientID string `json:"clientId"`
+		}
+		if err := json.Unmarshal([]byte(r.PostFormValue("integrationModule")), &m); err != nil || m.Code != code || m.ClientID == "" {
+			return http.StatusBadRequest, []byte(`{"success":false,"errorMsg":"Errors in the entity format"}`)
+		}
+		f.mu.Lock()
+		set := f.clientIDs[r.Host+"|"+code]
+		if set == nil {
+			set = map[string]struct{}{}
+			f.clientIDs[r.Host+"|"+code] = set
+		}
+		set[m.ClientID] = struct{}{}
+		f.mu.Unlock()
+		if f.infoArray {
+			return http.StatusOK, editReplyArray
+		}
+		return http.StatusOK, editReplyObject
+	default:
+		return http.StatusNotFound, []byte(`{"success":false,"errorMsg":"API method not found"}`)
 	}
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -81,3 +84,37 @@ func deleteKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) (
 	}
 	return len(keys), nil
 }
+
+// redisProc reads the CPU time of the Redis server when it runs on this
+// machine (its process id from INFO, its /proc entry readable): that is the
+// cost of the Lua scripts and commands, which neither server's own CPU
+// shows. It is the whole server's: other clients' commands count too.
+type redisProc struct{ pid int }
+
+func newRedisProc(ctx context.Context, rdb redis.UniversalClient) *redisProc {
+	info, err := rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return &redisProc{}
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			pid, _ := strconv.Atoi(v)
+			if pid > 0 && pid != os.Getpid() {
+				if _, err := procCPU(pid); err == nil {
+					return &redisProc{pid: pid}
+				}
+			}
+		}
+	}
+	return &redisProc{}
+}
+
+func (p *redisProc) cpu() time.Duration {
+	if p == nil || p.pid == 0 {
+		return 0
+	}
+	d, _ := procCPU(p.pid)
+	return d
+}
+
+func (p *redisProc) known() bool { return p != nil && p.pid != 0 }

@@ -12,23 +12,35 @@ import (
 )
 
 // report prints each phase's figures as Markdown (stdout) and progress
-// (stderr), then the targets.
+// (stderr), then the issue's table: every figure of every target, the
+// ratios and whether each target is met.
 type report struct {
 	out, progress io.Writer
-	targets       [][4]string // target, measured, limit, met
+	res           *results
+	startup       []time.Duration
+}
+
+// results are the figures the final table is made of.
+type results struct {
+	inProcess, redisKnown         bool
+	config                        map[string]*configTally
+	seq, c4, shops8, shop1        map[string]*regTally
+	shop1Accounts                 int64
+	shop1ClientIDs                int
+	sameShop                      *sameShopResult
+	wave                          *waveResult
+	accounts                      *accountsResult
+	rssPeer, rssService           int64
+	logLines, logBytes            int64
+	redisPerAccount               float64
+	redisPerAccountOK, redisAsked bool
 }
 
 func (r *report) progressf(format string, args ...any) {
 	fmt.Fprintf(r.progress, "loadtest: "+format+"\n", args...)
 }
 
-func (r *report) target(name, measured, limit string, met bool) {
-	verdict := "yes"
-	if !met {
-		verdict = "**no**"
-	}
-	r.targets = append(r.targets, [4]string{name, measured, limit, verdict})
-}
+func (r *report) note(s string) { fmt.Fprintln(r.out, s) }
 
 func (r *report) machine() {
 	cpu := "unknown"
@@ -44,145 +56,106 @@ func (r *report) machine() {
 	if b, err := exec.Command("uname", "-sr").Output(); err == nil {
 		kernel = strings.TrimSpace(string(b))
 	}
-	fmt.Fprintf(r.out, "# loadtest %s\n\n", time.Now().UTC().Format(time.DateTime+" UTC"))
-	fmt.Fprintf(r.out, "machine: %d CPUs (GOMAXPROCS %d), %s, %s, %s %s/%s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), cpu, kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	fmt.Fprintf(r.out, "command: loadtest %s\n", strings.Join(os.Args[1:], " "))
-}
-
-func (r *report) storeNote(svc *service) {
-	if svc.Embedded {
-		fmt.Fprintln(r.out, "store: **embedded** (REDIS_URL not set): register figures include miniredis running in this process, and Redis memory cannot be measured")
-	} else {
-		fmt.Fprintln(r.out, "store: real Redis (REDIS_URL), key prefix "+svc.Prefix+" (deleted at the end)")
+	load := "unknown"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
+	fmt.Fprintf(r.out, "# loadtest %s\n\n", time.Now().UTC().Format(time.DateTime+" UTC"))
+	fmt.Fprintf(r.out, "machine: %d CPUs (GOMAXPROCS %d), %s, %s, %s %s/%s; load average at start %s\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), cpu, kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH, load)
+	fmt.Fprintf(r.out, "command: loadtest %s\n", strings.Join(os.Args[1:], " "))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d.Nanoseconds())/1000) }
+
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-func (r *report) configResult(o options, size int, baseName string, base []run, svcName string, svc []run) {
-	fmt.Fprintf(r.out, "\n## GET /config: service vs bare net/http (%d-byte reply, %d connections, %d rounds of ≤%d requests or ≤%s each)\n\n",
-		size, o.conc, o.rounds, o.configReqs, o.configDur)
-	fmt.Fprintln(r.out, "| server | requests | failed | req/s | p50 | p99 | CPU per request |")
+func per(d time.Duration, n int) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	return d / time.Duration(n)
+}
+
+func rate(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func (r *report) configResult(o options, c map[string]*configTally, targets []*target) {
+	fmt.Fprintf(r.out, "\n## GET /config (%d-byte reply from the service, %d connections, %d rounds of ≤%d requests or ≤%s per target, order rotated each round)\n\n",
+		o.configSize, o.conc, o.rounds, o.configReqs, o.roundDur)
+	fmt.Fprintln(r.out, "| server | requests | failed | req/s | p50 | p99 | server CPU per request |")
 	fmt.Fprintln(r.out, "|---|---:|---:|---:|---:|---:|---:|")
-	type totals struct {
-		n            int
-		elapsed, cpu time.Duration
+	for _, t := range targets {
+		x := c[t.key]
+		fmt.Fprintf(r.out, "| %s | %d | %d | %.0f | %s | %s | %s |\n", t.name, x.done, x.failed, rate(x.done, x.elapsed),
+			ms(percentile(x.latency, 50)), ms(percentile(x.latency, 99)), us(per(x.cpu, x.done)))
 	}
-	sum := func(runs []run) (t totals) {
-		for _, x := range runs {
-			t.n += x.Done
-			t.elapsed += x.Elapsed
-			t.cpu += x.CPU
-		}
-		return t
-	}
-	row := func(name string, runs []run) {
-		var all []time.Duration
-		failed := 0
-		for _, x := range runs {
-			all = append(all, x.samples()...)
-			failed += x.Failed
-		}
-		t := sum(runs)
-		fmt.Fprintf(r.out, "| %s | %d | %d | %.0f | %s | %s | %.1f µs |\n", name, len(all), failed, float64(t.n)/t.elapsed.Seconds(),
-			ms(percentile(all, 50)), ms(percentile(all, 99)), float64(t.cpu.Nanoseconds())/1000/float64(max(1, t.n)))
-	}
-	row(baseName, base)
-	row(svcName, svc)
-	b, s := sum(base), sum(svc)
-	ratio := (float64(s.n) / s.elapsed.Seconds()) / (float64(b.n) / b.elapsed.Seconds())
+	bare, svc := c["bare"], c["service"]
 	var rounds []string
-	var perRound []float64
-	for i := range min(len(base), len(svc)) {
-		x := (float64(svc[i].Done) / svc[i].Elapsed.Seconds()) / (float64(base[i].Done) / base[i].Elapsed.Seconds())
-		perRound = append(perRound, x)
-		rounds = append(rounds, fmt.Sprintf("%.2f", x))
+	for i := range min(len(bare.runs), len(svc.runs)) {
+		rounds = append(rounds, fmt.Sprintf("%.2f", ratio(rate(svc.runs[i].Done, svc.runs[i].Elapsed), rate(bare.runs[i].Done, bare.runs[i].Elapsed))))
 	}
-	slices.Sort(perRound)
-	median := 0.0
-	if len(perRound) > 0 {
-		median = perRound[len(perRound)/2]
-	}
-	cpuRatio := (float64(b.cpu) / float64(max(1, b.n))) / (float64(s.cpu) / float64(max(1, s.n)))
-	fmt.Fprintf(r.out, "\nthroughput service/baseline: **%.2f** over all rounds, median of rounds %.2f (per round: %s); CPU per request baseline/service: %.2f\n",
-		ratio, median, strings.Join(rounds, ", "), cpuRatio)
-	fmt.Fprintln(r.out, "(CPU is this whole process: load generator and server; the baseline and the service share the generator's cost)")
-	r.target("/config throughput vs bare net/http", fmt.Sprintf("%.2f× (median round %.2f×)", ratio, median), "≥ 0.9×", ratio >= 0.9)
+	fmt.Fprintf(r.out, "\nthroughput service/bare per round: %s\n", strings.Join(rounds, ", "))
 }
 
-func (r *report) redisRTT(pings []time.Duration) {
-	fmt.Fprintf(r.out, "\nRedis round trip (PING from this process, %d sequential): p50 %s, p99 %s\n",
-		len(pings), ms(percentile(pings, 50)), ms(percentile(pings, 99)))
+func (r *report) registerResult(spec regSpec, tallies map[string]*regTally, targets []*target, res *results) {
+	fmt.Fprintf(r.out, "\n## POST /register, %s (%d concurrent; rounds of ≤%d registers or ≤1 round-duration per target, alternating)\n\n", spec.title, spec.conc, spec.perRound)
+	fmt.Fprintln(r.out, "| server | registers | failed | registers/s | CRM calls each | server CPU each | Redis CPU each | total p50 | total p99 | CRM's own p50 | beyond the CRM p50 | beyond the CRM p99 | max |")
+	fmt.Fprintln(r.out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, t := range targets {
+		x := tallies[t.key]
+		redisCPU := "–"
+		if res.redisKnown {
+			redisCPU = us(per(x.redisCPU, x.done))
+		}
+		fmt.Fprintf(r.out, "| %s | %d | %d | %.0f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name, x.done, x.failed, rate(x.done, x.elapsed),
+			ratio(float64(x.crmCalls), float64(x.timed)), us(per(x.cpu, x.done)), redisCPU,
+			ms(percentile(x.total, 50)), ms(percentile(x.total, 99)), ms(percentile(x.crm, 50)),
+			ms(percentile(x.over, 50)), ms(percentile(x.over, 99)), ms(percentile(x.over, 100)))
+	}
+	if x := tallies["service"]; x.traced > 0 {
+		fmt.Fprintf(r.out, "\nservice in process: %.2f Redis round trips per register\n", ratio(float64(x.redisTrips), float64(x.traced)))
+	}
+	if spec.title == "8 clients, one shop" {
+		fmt.Fprintf(r.out, "\nthe service's store gained %d account(s) for the shop; the fake CRM saw %d distinct clientId(s) from the service\n", res.shop1Accounts, res.shop1ClientIDs)
+	}
 }
 
-func (r *report) registerResult(conc int, res run, samples []registerSample) {
-	var total, crm, conn, over, overNoConn, hop, redisT, rest []time.Duration
-	exchanges, untraced, untimed, trips := 0, 0, 0, 0
-	for i, d := range res.Latency {
-		if d < 0 {
-			continue
-		}
-		s := samples[i]
-		if s.exchanges == 0 {
-			untraced++
-			continue
-		}
-		exchanges += s.exchanges
-		untimed += s.untimed
-		trips += s.redisTrips
-		total = append(total, d)
-		crm = append(crm, s.crm)
-		conn = append(conn, s.conn)
-		over = append(over, d-s.crm)
-		overNoConn = append(overNoConn, d-s.crm-s.conn)
-		hop = append(hop, d-s.handler)
-		redisT = append(redisT, s.redis)
-		rest = append(rest, s.handler-s.crm-s.conn-s.redis)
+func (r *report) sameShopResult(s sameShopResult) {
+	fmt.Fprintf(r.out, "\n## Same shop (issue 12): %d clients, %d registers of one new shop with one key, at the service\n\n", s.conc, s.sent)
+	fmt.Fprintf(r.out, "%d done in %s (%.0f/s), **%d failed**; accounts added **%d**; distinct clientIds the CRM saw **%d**; CRM calls %d (credentials and edit of every register; a register that waited for another replica's lease while it proved the same key sends no second edit)\n",
+		s.done, s.elapsed.Round(time.Millisecond), rate(s.done, s.elapsed), s.failed, s.accountsAdded, s.clientIDs, s.crmCalls)
+	if s.first != nil {
+		fmt.Fprintf(r.out, "\nfirst failure: %v\n", s.first)
 	}
-	n := max(1, len(total))
-	fmt.Fprintf(r.out, "\n## POST /register: %d distinct shops, %d concurrent, fake CRM in a child process\n\n", res.Done, conc)
-	fmt.Fprintf(r.out, "%d registers in %s (%.0f/s), %d failed; per register %.2f CRM exchanges (credentials, edit) and %.2f Redis round trips",
-		res.Done, res.Elapsed.Round(time.Millisecond), float64(res.Done)/res.Elapsed.Seconds(), res.Failed,
-		float64(exchanges)/float64(n), float64(trips)/float64(n))
-	if untraced+untimed > 0 {
-		fmt.Fprintf(r.out, "; %d without a trace, %d exchanges untimed (counted as ours)", untraced, untimed)
-	}
-	fmt.Fprintln(r.out)
-	fmt.Fprintln(r.out, "\n| per register | p50 | p99 | max |")
-	fmt.Fprintln(r.out, "|---|---:|---:|---:|")
-	row := func(name string, ds []time.Duration) {
-		fmt.Fprintf(r.out, "| %s | %s | %s | %s |\n", name, ms(percentile(ds, 50)), ms(percentile(ds, 99)), ms(percentile(ds, 100)))
-	}
-	row("total, as the CRM marketplace sees it", total)
-	row("CRM's own time: request written → first reply byte, summed", crm)
-	row("**our overhead = total − CRM's own time**", over)
-	row("… connection to the shop's CRM: DNS + TCP connect", conn)
-	row("… our overhead without that connect", overNoConn)
-	row("… Redis: commands and pipelines, summed", redisT)
-	row("… HTTP hop to the service: total − time in its handler", hop)
-	row("… the rest: handler − CRM − connect − Redis (our CPU, waits)", rest)
-	p99 := percentile(over, 99)
-	r.target(fmt.Sprintf("/register overhead p99 beyond the CRM's time, %d concurrent", conc), ms(p99), "< 5 ms", p99 < 5*time.Millisecond && len(over) > 0)
 }
 
 type accountsResult struct {
-	accounts                     int // acct keys in the store
-	classes                      map[string]*keyClass
-	note                         string
-	rssBefore, rssAfter, rssPeak int64
-	heapBefore, heapAfter        uint64
-	liveHeap                     uint64 // after a forced GC, read after the RSS
+	accounts int64
+	classes  map[string]*keyClass
+	note     string
+	rss      [][2]string
 }
 
 func (r *report) accountsResult(a accountsResult) {
-	accounts := a.accounts
-	fmt.Fprintf(r.out, "\n## Accounts: Redis memory and process RSS\n\n")
+	fmt.Fprintf(r.out, "\n## Accounts: Redis memory\n\n")
 	if a.note != "" {
 		fmt.Fprintln(r.out, a.note)
 	} else {
-		fmt.Fprintf(r.out, "MEMORY USAGE (SAMPLES 0) over every key of this run, %d accounts:\n\n", accounts)
+		fmt.Fprintf(r.out, "MEMORY USAGE (SAMPLES 0) over every key of the service's prefix, %d accounts:\n\n", a.accounts)
 		fmt.Fprintln(r.out, "| keys | count | bytes | bytes per account |")
 		fmt.Fprintln(r.out, "|---|---:|---:|---:|")
 		kinds := make([]string, 0, len(a.classes))
@@ -190,55 +163,140 @@ func (r *report) accountsResult(a accountsResult) {
 			kinds = append(kinds, k)
 		}
 		slices.Sort(kinds)
-		var own, shared, stream int64
+		var own, shared, stream, limits int64
 		for _, k := range kinds {
 			c := a.classes[k]
-			fmt.Fprintf(r.out, "| %s | %d | %d | %.0f |\n", k, c.Keys, c.Bytes, float64(c.Bytes)/float64(max(1, accounts)))
+			fmt.Fprintf(r.out, "| %s | %d | %d | %.0f |\n", k, c.Keys, c.Bytes, float64(c.Bytes)/float64(max(1, a.accounts)))
 			switch k {
 			case "acct", "shop", "client":
 				own += c.Bytes
 			case "events":
 				stream += c.Bytes
+			case "ratelimit":
+				limits += c.Bytes
 			default:
 				shared += c.Bytes
 			}
 		}
-		per := func(b int64) float64 { return float64(b) / float64(max(1, accounts)) }
-		fmt.Fprintf(r.out, "\nper account: own keys (acct, shop, client) %.0f B + indexes and limiter %.0f B = **%.0f B**; the event stream (capped, not per account) adds %.0f B at this count; everything: %.0f B\n",
-			per(own), per(shared), per(own+shared), per(stream), per(own+shared+stream))
-		r.target("Redis per account (own keys + indexes)", fmt.Sprintf("%.0f B", per(own+shared)), "≤ 2048 B", per(own+shared) <= 2048 && accounts > 0)
+		p := func(b int64) float64 { return float64(b) / float64(max(1, a.accounts)) }
+		fmt.Fprintf(r.out, "\nper account: own keys (acct, shop, client) %.0f B + indexes and sets %.0f B = **%.0f B**; the event stream (capped, not per account) adds %.0f B at this count; the limits' keys (ratelimit: one per recent (shop, key) pair and failing address, gone within a minute) %.0f B\n",
+			p(own), p(shared), p(own+shared), p(stream), p(limits))
+		r.res.redisAsked, r.res.redisPerAccount = true, p(own+shared)
+		r.res.redisPerAccountOK = a.accounts > 0 && p(own+shared) <= 2048
 	}
-	fmt.Fprintf(r.out, "\nprocess RSS (VmRSS of /proc/self/status: service and load generator; the fake CRM is another process): %s before the registers, **%s after %d accounts** (VmHWM peak %s). Go heap in use %s → %s; live after a forced GC %s\n",
-		mib(a.rssBefore), mib(a.rssAfter), accounts, mib(a.rssPeak), mib(int64(a.heapBefore)), mib(int64(a.heapAfter)), mib(int64(a.liveHeap)))
+	for _, x := range a.rss {
+		fmt.Fprintf(r.out, "\nRSS of %s after the fill: %s", x[0], x[1])
+	}
+	fmt.Fprintln(r.out)
 }
 
-func (r *report) startupResult(bin []startupTiming, inProcess []time.Duration) {
+func (r *report) startupResult(bin []startupTiming) {
 	var listening, ready []time.Duration
 	for _, t := range bin {
 		listening = append(listening, t.listening)
 		ready = append(ready, t.ready)
 	}
-	fmt.Fprintf(r.out, "\n## Start to ready on the embedded store (%d starts each)\n\n", len(bin))
+	fmt.Fprintf(r.out, "\n## Start to ready on the embedded store (%d starts of the binary)\n\n", len(bin))
 	fmt.Fprintln(r.out, "| measure | min | median | max |")
 	fmt.Fprintln(r.out, "|---|---:|---:|---:|")
 	row := func(name string, ds []time.Duration) {
 		fmt.Fprintf(r.out, "| %s | %s | %s | %s |\n", name, ms(percentile(ds, 0.0001)), ms(percentile(ds, 50)), ms(percentile(ds, 100)))
 	}
-	row("binary: exec → \"listening\" log line", listening)
-	row("**binary: exec → first 200 from /readyz**", ready)
-	row("in process: store.Open … handlers.New, listen → /readyz 200", inProcess)
-	med := percentile(ready, 50)
-	r.target("start to ready, embedded store (median of binary starts)", ms(med), "< 100 ms", med < 100*time.Millisecond)
+	row("exec → \"listening\" log line", listening)
+	row("**exec → first 200 from /readyz**", ready)
+	r.startup = ready
 }
 
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+// summary prints the issue's table from whatever phases ran.
 func (r *report) summary() {
-	if len(r.targets) == 0 {
+	res := r.res
+	if res == nil && r.startup == nil {
 		return
 	}
-	fmt.Fprintln(r.out, "\n## Targets")
-	fmt.Fprintln(r.out, "\n| target | measured | limit | met |")
-	fmt.Fprintln(r.out, "|---|---:|---:|---|")
-	for _, t := range r.targets {
-		fmt.Fprintf(r.out, "| %s | %s | %s | %s |\n", t[0], t[1], t[2], t[3])
+	if res == nil {
+		res = &results{}
 	}
+	fmt.Fprintln(r.out, "\n## Targets (every figure from this run)")
+	fmt.Fprintln(r.out, "\n| what | bare net/http | minimal peer | simpleconnect | ratio | target | met |")
+	fmt.Fprintln(r.out, "|---|---:|---:|---:|---:|---|---|")
+	row := func(what, bare, peer, svc, ratio, target, met string) {
+		fmt.Fprintf(r.out, "| %s | %s | %s | %s | %s | %s | %s |\n", what, bare, peer, svc, ratio, target, met)
+	}
+	cpuNote := ""
+	if res.inProcess {
+		cpuNote = " (in process: includes the load generator, not judged)"
+	}
+	if s, p := res.seq["service"], res.seq["peer"]; s != nil && p != nil {
+		sc, pc := per(s.cpu, s.done), per(p.cpu, p.done)
+		x := ratio(float64(sc), float64(pc))
+		row("server CPU per sequential register"+cpuNote, "–", us(pc), us(sc), fmt.Sprintf("%.2f×", x), "≤ 1.5× the peer", judged(!res.inProcess, x <= 1.5 && s.done > 0 && s.failed == 0))
+		s50, s99, p50, p99 := percentile(s.total, 50), percentile(s.total, 99), percentile(p.total, 50), percentile(p.total, 99)
+		row("register p50 / p99, sequential", "–", ms(p50)+" / "+ms(p99), ms(s50)+" / "+ms(s99),
+			fmt.Sprintf("%.2f× / %.2f×", ratio(float64(s50), float64(p50)), ratio(float64(s99), float64(p99))), "–", "–")
+		o99 := percentile(s.over, 99)
+		row("register p99 beyond the fake CRM's own time, sequential", "–", ms(percentile(p.over, 99)), ms(o99), "–", "< 5 ms", yes(o99 < 5*time.Millisecond && len(s.over) > 0))
+	}
+	if s, p := res.c4["service"], res.c4["peer"]; s != nil && p != nil {
+		o99 := percentile(s.over, 99)
+		row("register p99 beyond the fake CRM's own time, 4 concurrent", "–", ms(percentile(p.over, 99)), ms(o99), "–", "< 5 ms", yes(o99 < 5*time.Millisecond && len(s.over) > 0))
+	}
+	if s, p := res.shops8["service"], res.shops8["peer"]; s != nil && p != nil {
+		x := ratio(rate(s.done, s.elapsed), rate(p.done, p.elapsed))
+		row("registers/s, 8 clients, 8 shops", "–", fmt.Sprintf("%.0f", rate(p.done, p.elapsed)), fmt.Sprintf("%.0f, %d failed", rate(s.done, s.elapsed), s.failed),
+			fmt.Sprintf("%.2f×", x), "≥ 0.6× the peer", yes(x >= 0.6 && s.failed == 0))
+	}
+	if s, p := res.shop1["service"], res.shop1["peer"]; s != nil && p != nil {
+		x := ratio(rate(s.done, s.elapsed), rate(p.done, p.elapsed))
+		row("registers/s, 8 clients, one shop", "–", fmt.Sprintf("%.0f, %d failed", rate(p.done, p.elapsed), p.failed),
+			fmt.Sprintf("%.0f, **%d refused**; %d account, %d clientId", rate(s.done, s.elapsed), s.failed, res.shop1Accounts, res.shop1ClientIDs),
+			fmt.Sprintf("%.2f×", x), "≥ 0.3× the peer, 0 refused", yes(x >= 0.3 && s.failed == 0 && res.shop1Accounts == 1 && res.shop1ClientIDs == 1))
+	}
+	if c := res.config; c != nil {
+		b, p, s := c["bare"], c["peer"], c["service"]
+		bc, pc, sc := per(b.cpu, b.done), per(p.cpu, p.done), per(s.cpu, s.done)
+		x := ratio(float64(sc), float64(bc))
+		row("server CPU per `GET /config`"+cpuNote, us(bc), fmt.Sprintf("%s (%.2f×)", us(pc), ratio(float64(pc), float64(bc))), us(sc),
+			fmt.Sprintf("%.2f× bare", x), "≤ 1.2× bare", judged(!res.inProcess, x <= 1.2 && s.failed == 0))
+		br, pr, sr := rate(b.done, b.elapsed), rate(p.done, p.elapsed), rate(s.done, s.elapsed)
+		y := ratio(sr, br)
+		row("`GET /config` throughput, 8 connections", fmt.Sprintf("%.0f/s", br), fmt.Sprintf("%.0f/s (%.2f×)", pr, ratio(pr, br)), fmt.Sprintf("%.0f/s", sr),
+			fmt.Sprintf("%.2f× bare", y), "≥ 0.9× bare", yes(y >= 0.9 && s.failed == 0))
+	}
+	if res.rssPeer > 0 && res.rssService > 0 {
+		x := ratio(float64(res.rssService), float64(res.rssPeer))
+		row("peak RSS (VmHWM) over the whole run", "–", mib(res.rssPeer), mib(res.rssService), fmt.Sprintf("%.2f×", x), "≤ 1.5× the peer", yes(x <= 1.5))
+	}
+	if s := res.sameShop; s != nil {
+		row(fmt.Sprintf("same shop, %d clients × %d registers, one key (issue 12)", s.conc, s.sent/max(1, s.conc)), "–", "–",
+			fmt.Sprintf("%d failed, %d account, %d clientId", s.failed, s.accountsAdded, s.clientIDs), "–", "0 failed, 1 account, 1 clientId",
+			yes(s.failed == 0 && s.done == s.sent && s.accountsAdded == 1 && s.clientIDs == 1))
+	}
+	if w := res.wave; w != nil {
+		row(fmt.Sprintf("valid requests refused in a CRM wave (%d registers + %d callbacks, one address)", w.shops, w.calls), "–", "–",
+			fmt.Sprintf("%d (failures refused: %d of %d)", w.refused, w.failingRefused, w.failing), "–", "0", yes(w.refused == 0))
+	}
+	if len(r.startup) > 0 {
+		med := percentile(r.startup, 50)
+		row("start to ready, embedded store (median)", "–", "–", ms(med), "–", "< 100 ms", yes(med < 100*time.Millisecond))
+	}
+	if res.redisAsked {
+		row("Redis per account (own keys + indexes)", "–", "–", fmt.Sprintf("%.0f B", res.redisPerAccount), "–", "≤ 2048 B", yes(res.redisPerAccountOK))
+	}
+	if res.logLines > 0 {
+		fmt.Fprintf(r.out, "\nthe service wrote %d log lines (%.1f MiB) to its log file during the run\n", res.logLines, float64(res.logBytes)/(1<<20))
+	}
+}
+
+func judged(judge, ok bool) string {
+	if !judge {
+		return "–"
+	}
+	return yes(ok)
 }

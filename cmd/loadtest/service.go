@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,89 +17,65 @@ import (
 
 	"github.com/modulehub/simpleconnect/app"
 	"github.com/modulehub/simpleconnect/config"
-	"github.com/modulehub/simpleconnect/redact"
-	"github.com/modulehub/simpleconnect/seal"
-	"github.com/modulehub/simpleconnect/store"
 )
 
-// service is the real service running in this process, built by app.New as
-// main.run builds it (store, metrics, CRM client, connect service, rate
-// limiter, handlers, http.Server settings, sweeper; no domain list: none is
-// set). What differs is only there to measure it: the CRM client resolves
-// shop hosts with crmtest.LoopbackResolver, /register requests carry a crmTrace (an
-// httptrace.ClientTrace and a Redis hook) so the CRM's share of each can be
-// taken out, and the JSON log is formatted but not written unless -log.
+// service is the real service running in this process (-inprocess, to
+// profile it with -cpuprofile), built by app.New from the same environment
+// the binary gets, as main.run builds it. What differs is only there to
+// measure it: /register requests carry a crmTrace (an httptrace.ClientTrace
+// and a Redis hook) to count and time its Redis round trips and CRM
+// exchanges. Its CPU cannot be told apart from the load generator's.
 type service struct {
-	URL      string
-	Store    *store.Redis
-	Embedded bool
-	Prefix   string // of every Redis key of this run
-	Secret   string // the module secret registers are signed with
-	// StartedIn is the time from the start of startService to the first
-	// 200 from /readyz.
-	StartedIn time.Duration
+	URL string
 
 	app    *app.App
 	cancel context.CancelFunc
 	served chan struct{}
+	logf   *os.File
 	traces sync.Map // X-Request-ID → *crmTrace
 }
 
-type serviceOptions struct {
-	RedisURL string // empty: the embedded store
-	Prefix   string
-	Secret   string
-	Resolver *net.Resolver
-	Log      io.Writer // where the JSON request log goes (formatted either way)
-}
-
-func startService(ctx context.Context, o serviceOptions) (*service, error) {
-	start := time.Now()
-	cfg := config.Config{
-		ListenAddr: "127.0.0.1:0", PublicURL: "http://module.loadtest.localhost", ModuleCode: "loadtest",
-		ModuleSecrets: []redact.Secret{redact.Secret(o.Secret)}, ModuleScopes: []string{"integration_read", "integration_write"},
-		RedisURL: redact.Secret(o.RedisURL), RedisKeyPrefix: o.Prefix, CRMAllowInsecure: true, CRMAllowedHosts: []string{shopSuffix}, CRMTimeout: 10 * time.Second,
-		// The limits as deployed: a valid request never meets them (the
-		// wave phase counts refusals), a register pays the pair bound's
-		// round trip.
-		FailedRequestsPerMinute: config.DefaultFailedRequestsPerMinute, ShopKeyAttemptsPerMinute: config.DefaultShopKeyAttemptsPerMinute,
-		SessionTTL: 12 * time.Hour, ShutdownTimeout: 5 * time.Second,
-		LogFormat: "json", LogLevel: slog.LevelInfo,
-	}.WithDefaults()
-	if o.RedisURL != "" {
-		cfg.EncryptionKeys = config.EncryptionKeys{seal.NewRandomKey()}
+// startService builds the service in this process from env (each
+// variable set in this process's environment, then config.Load, as main
+// does), its log written to logPath.
+func startService(ctx context.Context, env []string, logPath string) (*service, error) {
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if err := os.Setenv(k, v); err != nil {
+			return nil, err
+		}
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	log := app.NewLogger(o.Log, cfg.LogFormat, cfg.LogLevel)
-
-	// Built as main.run builds it; only the resolver, a Redis timer and the
-	// request tracing are ours, to measure it.
-	s := &service{Embedded: o.RedisURL == "", Prefix: o.Prefix, Secret: o.Secret}
-	a, err := app.New(ctx, cfg, log, app.Options{
-		Resolver: o.Resolver, RedisHooks: []redis.Hook{redisTimer{}}, Wrap: s.traced,
-	})
+	cfg, err := config.Load()
 	if err != nil {
 		return nil, err
 	}
-	s.app, s.Store = a, a.Store
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	log := app.NewLogger(logf, cfg.LogFormat, cfg.LogLevel)
+	s := &service{logf: logf}
+	a, err := app.New(ctx, cfg, log, app.Options{RedisHooks: []redis.Hook{redisTimer{}}, Wrap: s.traced})
+	if err != nil {
+		_ = logf.Close()
+		return nil, err
+	}
+	s.app = a
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		_ = a.Close()
+		_ = logf.Close()
 		return nil, fmt.Errorf("listen %s: %w", cfg.ListenAddr, err)
 	}
-	serveCtx, cancel := context.WithCancel(ctx)
+	serveCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.served = make(chan struct{})
 	go func() { _ = a.Serve(serveCtx, ln); close(s.served) }()
 	s.URL = "http://" + ln.Addr().String()
-
 	if err := waitReady(ctx, s.URL+"/readyz", 5*time.Second); err != nil {
 		s.Close()
 		return nil, err
 	}
-	s.StartedIn = time.Since(start)
 	return s, nil
 }
 
@@ -107,6 +84,7 @@ func (s *service) Close() {
 	s.cancel()
 	<-s.served // drained, bounded by SHUTDOWN_TIMEOUT
 	_ = s.app.Close()
+	_ = s.logf.Close()
 }
 
 // traced gives every /register request an httptrace.ClientTrace in its

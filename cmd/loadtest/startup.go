@@ -5,12 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -21,28 +16,7 @@ type startupTiming struct {
 	ready     time.Duration // exec to the first 200 from /readyz
 }
 
-func phaseStartup(ctx context.Context, o options, r *report) error {
-	bin := o.binary
-	if bin == "" {
-		dir, err := os.MkdirTemp("", "loadtest-bin-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-		if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
-			return errors.New("run from inside the module (go env GOMOD is empty), or pass -binary")
-		}
-		bin = filepath.Join(dir, "simpleconnect")
-		start := time.Now()
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-		build.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("go build: %w", err)
-		}
-		r.progressf("built the service binary in %s (not part of any figure)", time.Since(start).Round(time.Millisecond))
-	}
+func phaseStartup(ctx context.Context, o options, bin string, r *report) error {
 	var timings []startupTiming
 	for range o.startups {
 		t, err := startOnce(ctx, bin)
@@ -51,17 +25,7 @@ func phaseStartup(ctx context.Context, o options, r *report) error {
 		}
 		timings = append(timings, t)
 	}
-	// The same start in this process: no exec, no runtime start-up.
-	var inProcess []time.Duration
-	for range o.startups {
-		svc, err := startService(ctx, serviceOptions{Prefix: "loadtest", Secret: "loadtest-secret", Log: io.Discard})
-		if err != nil {
-			return err
-		}
-		inProcess = append(inProcess, svc.StartedIn)
-		svc.Close()
-	}
-	r.startupResult(timings, inProcess)
+	r.startupResult(timings)
 	return nil
 }
 
@@ -71,10 +35,9 @@ func phaseStartup(ctx context.Context, o options, r *report) error {
 // SIGTERM, as an orchestrator would.
 func startOnce(ctx context.Context, bin string) (startupTiming, error) {
 	cmd := exec.Command(bin)
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"), "MODULE_CODE=loadtest", "MODULE_SECRETS=loadtest-secret",
-		"LISTEN_ADDR=127.0.0.1:0", "LOG_FORMAT=json",
-	}
+	cmd.Env = append(baseEnv(), "MODULE_CODE=loadtest", "MODULE_SECRETS=loadtest-secret",
+		"LISTEN_ADDR=127.0.0.1:0", "LOG_FORMAT=json")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return startupTiming{}, err

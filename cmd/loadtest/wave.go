@@ -12,29 +12,34 @@ import (
 	"time"
 )
 
-// waveBase numbers the wave's shops apart from the register phase's.
-const waveBase = 1_000_000
+// waveResult is what the wave phase counted.
+type waveResult struct {
+	shops, calls, conc       int
+	regsDone, callsDone      int
+	refused                  int
+	failing, failingRefused  int64
+	elapsed, regsEl, callsEl time.Duration
+}
 
 // phaseWave plays a busy day of the CRM, which sends every shop's calls
 // from a few addresses (here: this process, one address): -wave-shops
 // distinct shops connect, then -wave-callbacks activity callbacks arrive
-// for them, with the limits at their defaults. Beside them the same
-// address sends failing callbacks (accounts that are gone), more than its
-// failure budget. No valid request may be refused; the failures past the
-// budget are.
-func phaseWave(ctx context.Context, o options, r *report, svc *service) error {
-	fake, err := startFakeCRM(ctx)
-	if err != nil {
-		return err
+// for them, with the service's limits at their defaults. Beside them the
+// same address sends failing callbacks (accounts that are gone), more than
+// its failure budget. No valid request may be refused; the failures past
+// the budget are.
+func phaseWave(ctx context.Context, o options, r *report, g *registrar, svc *target) (*waveResult, error) {
+	base := svc.nextShop
+	svc.nextShop += o.waveShops
+	if err := g.fake.ensure(ctx, svc.nextShop); err != nil {
+		return nil, err
 	}
-	defer fake.Stop()
-	u, _ := url.Parse(fake.URL)
-	g := &registrar{svc: svc, client: newClient(o.waveConc), crmPort: u.Port(), runID: randomHex(4), secret: svc.Secret}
-
+	client := newClient(o.waveConc)
+	res := &waveResult{shops: o.waveShops, calls: o.waveCalls, conc: o.waveConc}
 	var failing, failRefused atomic.Int64
 	sendFailure := func(ctx context.Context) {
 		n := failing.Add(1)
-		reply, err := postActivity(ctx, g.client, svc.URL, fmt.Sprintf("gone-%s-%06d", g.runID, n), false)
+		reply, err := postActivity(ctx, client, svc.url, fmt.Sprintf("gone-%s-%06d", g.runID, n), false)
 		if err == nil && strings.Contains(reply, "Too many failed requests") {
 			failRefused.Add(1)
 		}
@@ -42,8 +47,8 @@ func phaseWave(ctx context.Context, o options, r *report, svc *service) error {
 
 	start := time.Now()
 	var regFirst firstError
-	regs := drive(ctx, o.waveConc, o.waveShops, time.Minute, func(ctx context.Context, i int) (time.Duration, error) {
-		d, _, err := g.send(ctx, waveBase+i)
+	regs := drive(ctx, o.waveConc, o.waveShops, time.Minute, func(ctx context.Context, w, i int) (time.Duration, error) {
+		d, _, err := g.send(ctx, svc, g.fake.shop(base+i), g.newKey(svc))
 		regFirst.keep(ctx, err)
 		if i%6 == 0 {
 			sendFailure(ctx)
@@ -54,14 +59,16 @@ func phaseWave(ctx context.Context, o options, r *report, svc *service) error {
 
 	clientIDs := make([]string, o.waveShops)
 	for i := range clientIDs {
-		acc, err := svc.Store.FindBySystemURL(ctx, g.systemURL(waveBase+i))
+		ids, err := g.fake.clientIDs(ctx, g.fake.shop(base+i), svc.code)
 		if err != nil {
-			continue // its register failed, counted above
+			return nil, err
 		}
-		clientIDs[i] = acc.ClientID.Reveal()
+		if len(ids) == 1 {
+			clientIDs[i] = ids[0]
+		}
 	}
 	var cbFirst firstError
-	cbs := drive(ctx, o.waveConc, o.waveCalls, time.Minute, func(ctx context.Context, i int) (time.Duration, error) {
+	cbs := drive(ctx, o.waveConc, o.waveCalls, time.Minute, func(ctx context.Context, _, i int) (time.Duration, error) {
 		if i%10 == 0 {
 			sendFailure(ctx)
 		}
@@ -71,7 +78,7 @@ func phaseWave(ctx context.Context, o options, r *report, svc *service) error {
 			return 0, errUnexpected
 		}
 		t0 := time.Now()
-		reply, err := postActivity(ctx, g.client, svc.URL, id, i/len(clientIDs)%2 == 0)
+		reply, err := postActivity(ctx, client, svc.url, id, i/len(clientIDs)%2 == 0)
 		if err == nil && !strings.Contains(reply, `"success":true`) {
 			err = fmt.Errorf("%w: %s", errUnexpected, reply)
 		}
@@ -79,25 +86,26 @@ func phaseWave(ctx context.Context, o options, r *report, svc *service) error {
 		return time.Since(t0), err
 	})
 	cbFirst.report(r, "first refused activity callback of the wave")
-	elapsed := time.Since(start)
-
-	refused := regs.Failed + cbs.Failed + (o.waveShops - regs.Done) + (o.waveCalls - cbs.Done)
-	fmt.Fprintf(r.out, "\n## CRM wave: %d registers (distinct shops) + %d activity callbacks from one address\n\n", o.waveShops, o.waveCalls)
-	fmt.Fprintf(r.out, "limits at their defaults; done in %s (registers %s, callbacks %s) at concurrency %d\n\n",
-		elapsed.Round(time.Millisecond), regs.Elapsed.Round(time.Millisecond), cbs.Elapsed.Round(time.Millisecond), o.waveConc)
-	fmt.Fprintf(r.out, "| requests | sent | refused or failed |\n|---|---:|---:|\n")
-	fmt.Fprintf(r.out, "| registers (valid) | %d | %d |\n", regs.Done, regs.Failed+(o.waveShops-regs.Done))
-	fmt.Fprintf(r.out, "| activity callbacks (known clientIds) | %d | %d |\n", cbs.Done, cbs.Failed+(o.waveCalls-cbs.Done))
-	fmt.Fprintf(r.out, "| failing callbacks (unknown clientIds), same address | %d | %d answered \"too many failed requests\" |\n", failing.Load(), failRefused.Load())
-	fmt.Fprintf(r.out, "\nvalid requests refused: %d\n", refused)
-	r.target(fmt.Sprintf("valid requests refused in a CRM wave (%d registers + %d callbacks, one address)", o.waveShops, o.waveCalls),
-		fmt.Sprint(refused), "0", refused == 0)
-	return nil
+	if _, err := g.fake.times(ctx); err != nil { // drop what the wave left
+		return nil, err
+	}
+	res.elapsed, res.regsEl, res.callsEl = time.Since(start), regs.Elapsed, cbs.Elapsed
+	res.regsDone, res.callsDone = regs.Done, cbs.Done
+	res.refused = regs.Failed + cbs.Failed + (o.waveShops - regs.Done) + (o.waveCalls - cbs.Done)
+	res.failing, res.failingRefused = failing.Load(), failRefused.Load()
+	r.waveResult(res, regs.Failed+(o.waveShops-regs.Done), cbs.Failed+(o.waveCalls-cbs.Done))
+	return res, nil
 }
 
-// systemURL is shop i's address, as send builds it.
-func (g *registrar) systemURL(i int) string {
-	return fmt.Sprintf("http://shop-%06d.%s:%s", i, shopSuffix, g.crmPort)
+func (r *report) waveResult(w *waveResult, regsRefused, callsRefused int) {
+	fmt.Fprintf(r.out, "\n## CRM wave: %d registers (distinct shops) + %d activity callbacks from one address\n\n", w.shops, w.calls)
+	fmt.Fprintf(r.out, "limits at their defaults; done in %s (registers %s, callbacks %s) at concurrency %d\n\n",
+		w.elapsed.Round(time.Millisecond), w.regsEl.Round(time.Millisecond), w.callsEl.Round(time.Millisecond), w.conc)
+	fmt.Fprintf(r.out, "| requests | sent | refused or failed |\n|---|---:|---:|\n")
+	fmt.Fprintf(r.out, "| registers (valid) | %d | %d |\n", w.regsDone, regsRefused)
+	fmt.Fprintf(r.out, "| activity callbacks (known clientIds) | %d | %d |\n", w.callsDone, callsRefused)
+	fmt.Fprintf(r.out, "| failing callbacks (unknown clientIds), same address | %d | %d answered \"too many failed requests\" |\n", w.failing, w.failingRefused)
+	fmt.Fprintf(r.out, "\nvalid requests refused: %d\n", w.refused)
 }
 
 // postActivity sends an activity callback and returns the reply's body.

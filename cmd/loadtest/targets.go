@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/modulehub/simpleconnect/seal"
+)
+
+// target is one server driven by the load generator.
+type target struct {
+	key  string // bare, peer, service
+	name string
+	url  string
+	proc *child   // nil: in this process (-inprocess)
+	svc  *service // the in-process service, with request tracing
+	// code is the module code its edits carry; secret signs its registers;
+	// prefix starts its Redis keys.
+	code, secret, prefix string
+	client               *http.Client
+	nextShop             int // shops it has registered so far, as new shops
+	nextKey              int
+}
+
+// cpu is the CPU time the target's server has used so far: its own
+// process's, or this whole process's when it runs in process.
+func (t *target) cpu() time.Duration {
+	if t.proc == nil {
+		return processCPU()
+	}
+	d, _ := procCPU(t.proc.Pid())
+	return d
+}
+
+func (t *target) stop() {
+	if t.proc != nil {
+		t.proc.Stop()
+	}
+	if t.svc != nil {
+		t.svc.Close()
+	}
+}
+
+// peakRSS is the target process's VmHWM (read when it was stopped).
+func (t *target) peakRSS() int64 {
+	if t.proc == nil {
+		return 0
+	}
+	return t.proc.peakRSS
+}
+
+// serviceEnv is the service's whole environment, as an operator would set
+// it: real Redis under this run's prefix, the log as JSON lines at info
+// level, insecure mode for the fake CRM on 127.0.0.1 (whose default allow
+// list then includes this machine). Every limit stays at its default: they
+// count failures and repeated attempts of one key, never valid traffic, and
+// a refusal would show as a failed register with its reason. Nothing else
+// is set, so a variable the service retires (RATE_LIMIT_PER_MINUTE, which
+// now stops the start) is never passed.
+func serviceEnv(redisURL, prefix, secret string, key []byte) []string {
+	return append(baseEnv(),
+		"MODULE_CODE=loadtest", "MODULE_SECRETS="+secret, "LISTEN_ADDR=127.0.0.1:0",
+		"PUBLIC_URL=http://module.loadtest.localhost",
+		"REDIS_URL="+redisURL, "REDIS_KEY_PREFIX="+prefix, "ENCRYPTION_KEY="+base64.StdEncoding.EncodeToString(key),
+		"CRM_ALLOW_INSECURE=true", "LOG_FORMAT=json", "LOG_LEVEL=info",
+	)
+}
+
+// startTargets starts the service (its binary, or in this process), the
+// peer and the bare /config server.
+func startTargets(ctx context.Context, o options, bins binaries, logDir, redisURL string, r *report) (svc, peer, bare *target, err error) {
+	secret := "loadtest-secret-" + randomHex(8)
+	svc = &target{key: "service", name: "simpleconnect", code: "loadtest", secret: secret, prefix: "loadtest-" + randomHex(8)}
+	env := serviceEnv(redisURL, svc.prefix, secret, seal.NewRandomKey())
+	if o.inProcess {
+		s, err := startService(ctx, env, filepath.Join(logDir, "service.log"))
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("start the service in process: %w", err)
+		}
+		svc.svc, svc.url = s, s.URL
+	} else {
+		p, err := startChild(ctx, "service", bins.service, nil, env, filepath.Join(logDir, "service.log"))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		svc.proc, svc.url = p, "http://"+p.Addr
+	}
+
+	peer = &target{key: "peer", name: "minimal peer", code: "peer", secret: secret, prefix: "loadtest-peer-" + randomHex(8)}
+	p, err := startChild(ctx, "peer", bins.peer, nil, append(baseEnv(),
+		"LISTEN_ADDR=127.0.0.1:0", "PUBLIC_URL=http://peer.loadtest.localhost", "MODULE_CODE=peer", "MODULE_SECRET="+secret,
+		"REDIS_URL="+redisURL, "REDIS_KEY_PREFIX="+peer.prefix, "GIN_MODE=release",
+	), filepath.Join(logDir, "peer.log"))
+	if err != nil {
+		svc.stop()
+		return nil, nil, nil, err
+	}
+	peer.proc, peer.url = p, "http://"+p.Addr
+
+	// The bare server answers the service's own /config bytes.
+	body, contentType, err := fetch(ctx, svc.url+"/config")
+	if err != nil {
+		svc.stop()
+		peer.stop()
+		return nil, nil, nil, fmt.Errorf("service /config: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	b, err := startChild(ctx, "bare", self, nil, append(baseEnv(), childEnv+"=bare",
+		"LOADTEST_BODY="+string(body), "LOADTEST_CONTENT_TYPE="+contentType), filepath.Join(logDir, "bare.log"))
+	if err != nil {
+		svc.stop()
+		peer.stop()
+		return nil, nil, nil, err
+	}
+	bare = &target{key: "bare", name: "bare net/http", url: "http://" + b.Addr, proc: b}
+	r.progressf("service at %s (pid %d), peer at %s (pid %d), bare /config at %s (pid %d); logs in %s",
+		svc.url, pidOf(svc), peer.url, pidOf(peer), bare.url, pidOf(bare), logDir)
+	return svc, peer, bare, nil
+}
+
+func pidOf(t *target) int {
+	if t.proc == nil {
+		return os.Getpid()
+	}
+	return t.proc.Pid()
+}
+
+func fetch(ctx context.Context, url string) ([]byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	c := newClient(1)
+	defer c.CloseIdleConnections()
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return b, resp.Header.Get("Content-Type"), err
+}
+
+// serveBare is the bare /config child: a net/http handler that checks the
+// route and writes the service's /config bytes with the same Content-Type,
+// with the service's server settings, until stdin closes.
+func serveBare(stdin io.Reader, out io.Writer, body []byte, contentType string, maxLife time.Duration) error {
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/config" || r.Method != http.MethodGet {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", contentType)
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(body)
+		}),
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 25 * time.Second,
+		IdleTimeout: 90 * time.Second, MaxHeaderBytes: 16 << 10, ErrorLog: log.New(io.Discard, "", 0),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	fmt.Fprintf(out, "listening %s\n", ln.Addr())
+	done := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, stdin); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(maxLife):
+	}
+	return nil
+}
