@@ -69,9 +69,10 @@ func (s *server) requestLog() echo.MiddlewareFunc {
 			s.metrics.HTTP(route, c.Request().Method, c.Response().Status, time.Since(start))
 			level := slog.LevelInfo
 			outcome, _ := c.Get("outcome").(string)
-			if route == "/healthz" || route == "/readyz" || outcome == "too_many_failures" {
-				// Probes, and failures refused past their budget: one line
-				// per address and minute says so (countFailures).
+			if quietRoute(route) || outcome == "too_many_failures" {
+				// Probes and /config, and failures refused past their
+				// budget: one line per address and minute says so
+				// (countFailures).
 				level = slog.LevelDebug
 			}
 			ctx := c.Request().Context()
@@ -100,6 +101,16 @@ func (s *server) requestLog() echo.MiddlewareFunc {
 
 // unmatchedRoute is the route of every request no route matched.
 const unmatchedRoute = "unmatched"
+
+// quietRoute tells the routes logged at debug level only: the probes,
+// which an orchestrator calls every few seconds, and /config, which answers
+// the same constant bytes to every caller. A line each would cost more than
+// the answer (BENCHMARKS.md); the metrics still count every call, and a
+// failure is still logged by the error handler. Webhooks and pages keep a
+// line each.
+func quietRoute(route string) bool {
+	return route == "/config" || route == "/healthz" || route == "/readyz"
+}
 
 // recoverPanics turns a panic into a 500 through the error handler; the log
 // line has the panic value and stack, never the request.
