@@ -125,9 +125,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	phases := fs.String("phases", strings.Join(allPhases, ","), "phases to run, comma-separated")
 	fs.IntVar(&o.conc, "c", 8, "concurrent connections for /config (every target alike)")
 	fs.IntVar(&o.configReqs, "config-requests", 20000, "requests per target per round of /config")
-	fs.IntVar(&o.rounds, "rounds", 5, "rounds of each compared phase; the order of the targets changes every round")
-	fs.DurationVar(&o.roundDur, "round-duration", time.Second, "time limit per target per round")
-	fs.IntVar(&o.seqPerRound, "registers", 1000, "registers per target per round, at most (the round's time limit usually ends it first)")
+	fs.IntVar(&o.rounds, "rounds", 10, "rounds of each compared phase; the order of the targets changes every round")
+	fs.DurationVar(&o.roundDur, "round-duration", 500*time.Millisecond, "time limit per target per round (short rounds, so that others' load on a shared machine hits every target alike)")
+	fs.IntVar(&o.seqPerRound, "registers", 300, "registers per target per round, at most, sequential (twice that at 4 concurrent, 8 times with 8 clients); each new shop is a listener of the fake CRM, and its descriptors are limited")
 	fs.IntVar(&o.accounts, "accounts", 10000, "accounts in the service's store when Redis memory and RSS are read")
 	fs.IntVar(&o.sameShopN, "same-shop", 400, "registers of one shop by 8 clients in the same-shop check")
 	fs.IntVar(&o.startups, "startups", 5, "starts of the binary to time")
@@ -314,7 +314,7 @@ func runAll(ctx context.Context, o options, r *report) error {
 		for _, t := range []*target{peer, svc} {
 			t.client = newClient(16)
 		}
-		if err := phaseRegisters(ctx, o, r, g, rdb, rc, svc, peer, res); err != nil {
+		if err := phaseRegisters(ctx, o, r, g, rdb, rc, svc, peer, res, logDir); err != nil {
 			return err
 		}
 		if has(o.phases, "accounts") {
@@ -337,7 +337,7 @@ func runAll(ctx context.Context, o options, r *report) error {
 	return ctx.Err()
 }
 
-func phaseRegisters(ctx context.Context, o options, r *report, g *registrar, rdb redis.UniversalClient, rc *redisProc, svc, peer *target, res *results) error {
+func phaseRegisters(ctx context.Context, o options, r *report, g *registrar, rdb redis.UniversalClient, rc *redisProc, svc, peer *target, res *results, logDir string) error {
 	both := []*target{peer, svc}
 	if has(o.phases, "register") {
 		specs := []struct {
@@ -345,7 +345,7 @@ func phaseRegisters(ctx context.Context, o options, r *report, g *registrar, rdb
 			dst  *map[string]*regTally
 		}{
 			{regSpec{title: "sequential, new shops", conc: 1, perRound: o.seqPerRound, shops: newShops(o.seqPerRound)}, &res.seq},
-			{regSpec{title: "4 concurrent, new shops", conc: 4, perRound: 4 * o.seqPerRound, shops: newShops(4 * o.seqPerRound)}, &res.c4},
+			{regSpec{title: "4 concurrent, new shops", conc: 4, perRound: 2 * o.seqPerRound, shops: newShops(2 * o.seqPerRound)}, &res.c4},
 			{regSpec{title: "8 clients, 8 shops", conc: 8, perRound: 8 * o.seqPerRound, fixed: true, shops: shopPerWorker(8)}, &res.shops8},
 		}
 		for _, s := range specs {
@@ -379,6 +379,23 @@ func phaseRegisters(ctx context.Context, o options, r *report, g *registrar, rdb
 		}
 		res.shop1Accounts, res.shop1ClientIDs = after-before, len(ids)
 		r.registerResult(spec, t, both, res)
+
+		// The same across two replicas of the service: the per-account
+		// lease, polled in Redis, serialises them; one replica alone
+		// alternates with them for comparison.
+		pair, replica, err := startReplicas(ctx, svc, logDir)
+		if err != nil {
+			return err
+		}
+		defer replica.Stop()
+		spec = regSpec{title: "8 clients, one shop, 2 replicas", conc: 8, perRound: 8 * o.seqPerRound, fixed: true, shops: oneShop}
+		t, err = runRegisterPhase(ctx, o, r, g, rc, spec, []*target{svc, pair})
+		if err != nil {
+			return fmt.Errorf("register %s: %w", spec.title, err)
+		}
+		svc.nextShop = max(svc.nextShop, pair.nextShop)
+		res.replicas = t
+		r.registerResult(spec, t, []*target{svc, pair}, res)
 	}
 	if has(o.phases, "same-shop") {
 		s, err := sameShopCheck(ctx, g, rdb, svc, 8, o.sameShopN)
@@ -409,7 +426,7 @@ func phaseAccounts(ctx context.Context, o options, r *report, g *registrar, rdb 
 		}
 		var first firstError
 		run := drive(ctx, 16, fill, 60*time.Second, func(ctx context.Context, _, i int) (time.Duration, error) {
-			d, _, err := g.send(ctx, t, g.fake.shop(base+i), g.newKey(t))
+			d, _, err := g.send(ctx, t, 0, g.fake.shop(base+i), g.newKey(t))
 			first.keep(ctx, err)
 			return d, err
 		})

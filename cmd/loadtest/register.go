@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,12 +117,12 @@ func (g *registrar) newKey(t *target) string {
 
 // send registers shop (host:port) with apiKey at t and returns the latency
 // as the marketplace sees it, from the request sent to the reply read.
-func (g *registrar) send(ctx context.Context, t *target, shop, apiKey string) (time.Duration, *crmTrace, error) {
+func (g *registrar) send(ctx context.Context, t *target, worker int, shop, apiKey string) (time.Duration, *crmTrace, error) {
 	payload, _ := json.Marshal(map[string]string{
 		"apiKey": apiKey, "systemUrl": "http://" + shop, "token": verify.Sign(redact.Secret(t.secret), redact.Secret(apiKey)),
 	})
 	body := url.Values{"register": {string(payload)}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url+"/register", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.urlFor(worker)+"/register", strings.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -153,6 +154,21 @@ type regTally struct {
 	crmCalls, timed                int
 	redisTrips, traced             int
 	first                          error
+	rates                          []float64 // registers/s of each round
+}
+
+// medianRatio is the median over rounds of a's registers/s over b's in the
+// same round.
+func medianRatio(a, b *regTally) float64 {
+	var xs []float64
+	for i := range min(len(a.rates), len(b.rates)) {
+		xs = append(xs, ratio(a.rates[i], b.rates[i]))
+	}
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	return xs[len(xs)/2]
 }
 
 // regSpec is one register phase.
@@ -227,7 +243,7 @@ func runRegisterPhase(ctx context.Context, o options, r *report, g *registrar, r
 			res := drive(ctx, spec.conc, spec.perRound, o.roundDur, func(ctx context.Context, w, i int) (time.Duration, error) {
 				key := g.newKey(t)
 				keys[i] = key
-				d, tr, err := g.send(ctx, t, g.fake.shop(pick(w, i)), key)
+				d, tr, err := g.send(ctx, t, w, g.fake.shop(pick(w, i)), key)
 				traces[i] = tr
 				if err != nil && ctx.Err() == nil {
 					failed[i] = true
@@ -243,6 +259,7 @@ func runRegisterPhase(ctx context.Context, o options, r *report, g *registrar, r
 			tally.done += res.Done
 			tally.failed += res.Failed
 			tally.elapsed += res.Elapsed
+			tally.rates = append(tally.rates, rate(res.Done, res.Elapsed))
 			times, err := g.fake.times(ctx)
 			if err != nil {
 				return nil, err
@@ -306,8 +323,8 @@ func sameShopCheck(ctx context.Context, g *registrar, rdb redis.UniversalClient,
 	}
 	key := g.newKey(t)
 	var mu sync.Mutex
-	run := drive(ctx, conc, n, 60*time.Second, func(ctx context.Context, _, _ int) (time.Duration, error) {
-		d, _, err := g.send(ctx, t, g.fake.shop(shop), key)
+	run := drive(ctx, conc, n, 60*time.Second, func(ctx context.Context, w, _ int) (time.Duration, error) {
+		d, _, err := g.send(ctx, t, w, g.fake.shop(shop), key)
 		if err != nil {
 			mu.Lock()
 			if res.first == nil {

@@ -25,6 +25,7 @@ type results struct {
 	inProcess, redisKnown         bool
 	config                        map[string]*configTally
 	seq, c4, shops8, shop1        map[string]*regTally
+	replicas                      map[string]*regTally
 	shop1Accounts                 int64
 	shop1ClientIDs                int
 	sameShop                      *sameShopResult
@@ -248,15 +249,22 @@ func (r *report) summary() {
 		row("register p99 beyond the fake CRM's own time, 4 concurrent", "–", ms(percentile(p.over, 99)), ms(o99), "–", "< 5 ms", yes(o99 < 5*time.Millisecond && len(s.over) > 0))
 	}
 	if s, p := res.shops8["service"], res.shops8["peer"]; s != nil && p != nil {
-		x := ratio(rate(s.done, s.elapsed), rate(p.done, p.elapsed))
-		row("registers/s, 8 clients, 8 shops", "–", fmt.Sprintf("%.0f", rate(p.done, p.elapsed)), fmt.Sprintf("%.0f, %d failed", rate(s.done, s.elapsed), s.failed),
-			fmt.Sprintf("%.2f×", x), "≥ 0.6× the peer", yes(x >= 0.6 && s.failed == 0))
+		x := medianRatio(s, p)
+		row("registers/s, 8 clients, 8 shops (ratio: median of the rounds')", "–", fmt.Sprintf("%.0f", rate(p.done, p.elapsed)), fmt.Sprintf("%.0f, %d failed", rate(s.done, s.elapsed), s.failed),
+			fmt.Sprintf("%.2f× (over all %.2f×)", x, ratio(rate(s.done, s.elapsed), rate(p.done, p.elapsed))), "≥ 0.6× the peer", yes(x >= 0.6 && s.failed == 0))
 	}
 	if s, p := res.shop1["service"], res.shop1["peer"]; s != nil && p != nil {
-		x := ratio(rate(s.done, s.elapsed), rate(p.done, p.elapsed))
-		row("registers/s, 8 clients, one shop", "–", fmt.Sprintf("%.0f, %d failed", rate(p.done, p.elapsed), p.failed),
+		x := medianRatio(s, p)
+		row("registers/s, 8 clients, one shop (ratio: median of the rounds')", "–", fmt.Sprintf("%.0f, %d failed", rate(p.done, p.elapsed), p.failed),
 			fmt.Sprintf("%.0f, **%d refused**; %d account, %d clientId", rate(s.done, s.elapsed), s.failed, res.shop1Accounts, res.shop1ClientIDs),
-			fmt.Sprintf("%.2f×", x), "≥ 0.3× the peer, 0 refused", yes(x >= 0.3 && s.failed == 0 && res.shop1Accounts == 1 && res.shop1ClientIDs == 1))
+			fmt.Sprintf("%.2f× (over all %.2f×)", x, ratio(rate(s.done, s.elapsed), rate(p.done, p.elapsed))), "≥ 0.3× the peer, 0 refused", yes(x >= 0.3 && s.failed == 0 && res.shop1Accounts == 1 && res.shop1ClientIDs == 1))
+	}
+	if x := res.replicas; x != nil && x["replicas"] != nil && x["service"] != nil {
+		p, one := x["replicas"], x["service"]
+		y := medianRatio(p, one)
+		row("registers/s, 8 clients, one shop, 2 replicas vs 1", "–", "–",
+			fmt.Sprintf("%.0f vs %.0f, %d refused; p99 %s vs %s", rate(p.done, p.elapsed), rate(one.done, one.elapsed), p.failed+one.failed, ms(percentile(p.total, 99)), ms(percentile(one.total, 99))),
+			fmt.Sprintf("%.2f×", y), "no cliff, 0 refused", yes(y >= 0.5 && p.failed+one.failed == 0))
 	}
 	if c := res.config; c != nil {
 		b, p, s := c["bare"], c["peer"], c["service"]
@@ -265,9 +273,9 @@ func (r *report) summary() {
 		row("server CPU per `GET /config`"+cpuNote, us(bc), fmt.Sprintf("%s (%.2f×)", us(pc), ratio(float64(pc), float64(bc))), us(sc),
 			fmt.Sprintf("%.2f× bare", x), "≤ 1.2× bare", judged(!res.inProcess, x <= 1.2 && s.failed == 0))
 		br, pr, sr := rate(b.done, b.elapsed), rate(p.done, p.elapsed), rate(s.done, s.elapsed)
-		y := ratio(sr, br)
-		row("`GET /config` throughput, 8 connections", fmt.Sprintf("%.0f/s", br), fmt.Sprintf("%.0f/s (%.2f×)", pr, ratio(pr, br)), fmt.Sprintf("%.0f/s", sr),
-			fmt.Sprintf("%.2f× bare", y), "≥ 0.9× bare", yes(y >= 0.9 && s.failed == 0))
+		y := medianRoundRatio(s.runs, b.runs)
+		row("`GET /config` throughput, 8 connections (ratio: median of the rounds' ratios)", fmt.Sprintf("%.0f/s", br), fmt.Sprintf("%.0f/s (%.2f×)", pr, medianRoundRatio(p.runs, b.runs)), fmt.Sprintf("%.0f/s", sr),
+			fmt.Sprintf("%.2f× bare (over all rounds %.2f×)", y, ratio(sr, br)), "≥ 0.9× bare", yes(y >= 0.9 && s.failed == 0))
 	}
 	if res.rssPeer > 0 && res.rssService > 0 {
 		x := ratio(float64(res.rssService), float64(res.rssPeer))
@@ -292,6 +300,21 @@ func (r *report) summary() {
 	if res.logLines > 0 {
 		fmt.Fprintf(r.out, "\nthe service wrote %d log lines (%.1f MiB) to its log file during the run\n", res.logLines, float64(res.logBytes)/(1<<20))
 	}
+}
+
+// medianRoundRatio is the median over rounds of a's throughput over b's in
+// the same round: a burst of someone else's load on a shared machine moves
+// one round, not the figure.
+func medianRoundRatio(a, b []run) float64 {
+	var xs []float64
+	for i := range min(len(a), len(b)) {
+		xs = append(xs, ratio(rate(a[i].Done, a[i].Elapsed), rate(b[i].Done, b[i].Elapsed)))
+	}
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	return xs[len(xs)/2]
 }
 
 func judged(judge, ok bool) string {

@@ -27,17 +27,39 @@ type target struct {
 	code, secret, prefix string
 	client               *http.Client
 	nextShop             int // shops it has registered so far, as new shops
-	nextKey              int
+	// urls, when set, are replicas of one service: worker w talks to
+	// urls[w%len(urls)]; procs are their processes.
+	urls  []string
+	procs []*child
+	// env and bin start another replica of the service.
+	env []string
+	bin string
 }
 
 // cpu is the CPU time the target's server has used so far: its own
 // process's, or this whole process's when it runs in process.
 func (t *target) cpu() time.Duration {
+	if len(t.procs) > 0 {
+		var sum time.Duration
+		for _, p := range t.procs {
+			d, _ := procCPU(p.Pid())
+			sum += d
+		}
+		return sum
+	}
 	if t.proc == nil {
 		return processCPU()
 	}
 	d, _ := procCPU(t.proc.Pid())
 	return d
+}
+
+// urlFor is the address worker w sends to.
+func (t *target) urlFor(w int) string {
+	if len(t.urls) > 0 {
+		return t.urls[w%len(t.urls)]
+	}
+	return t.url
 }
 
 func (t *target) stop() {
@@ -80,6 +102,7 @@ func startTargets(ctx context.Context, o options, bins binaries, logDir, redisUR
 	secret := "loadtest-secret-" + randomHex(8)
 	svc = &target{key: "service", name: "simpleconnect", code: "loadtest", secret: secret, prefix: "loadtest-" + randomHex(8)}
 	env := serviceEnv(redisURL, svc.prefix, secret, seal.NewRandomKey())
+	svc.env, svc.bin = env, bins.service
 	if o.inProcess {
 		s, err := startService(ctx, env, filepath.Join(logDir, "service.log"))
 		if err != nil {
@@ -153,6 +176,25 @@ func fetch(ctx context.Context, url string) ([]byte, string, error) {
 		err = fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return b, resp.Header.Get("Content-Type"), err
+}
+
+// startReplicas starts another process of the service's binary with the
+// service's very environment (store, prefix, keys, secret) and returns a
+// target that sends half of the workers to each: two replicas of one
+// service, as behind a load balancer.
+func startReplicas(ctx context.Context, svc *target, logDir string) (*target, *child, error) {
+	p, err := startChild(ctx, "service replica", svc.bin, nil, svc.env, filepath.Join(logDir, "service-replica.log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	pair := &target{
+		key: "replicas", name: "simpleconnect, 2 replicas", code: svc.code, secret: svc.secret, prefix: svc.prefix,
+		client: svc.client, urls: []string{svc.url, "http://" + p.Addr}, nextShop: svc.nextShop,
+	}
+	if svc.proc != nil {
+		pair.procs = []*child{svc.proc, p}
+	}
+	return pair, p, nil
 }
 
 // serveBare is the bare /config child: a net/http handler that checks the

@@ -48,7 +48,7 @@ func phaseWave(ctx context.Context, o options, r *report, g *registrar, svc *tar
 	start := time.Now()
 	var regFirst firstError
 	regs := drive(ctx, o.waveConc, o.waveShops, time.Minute, func(ctx context.Context, w, i int) (time.Duration, error) {
-		d, _, err := g.send(ctx, svc, g.fake.shop(base+i), g.newKey(svc))
+		d, _, err := g.send(ctx, svc, w, g.fake.shop(base+i), g.newKey(svc))
 		regFirst.keep(ctx, err)
 		if i%6 == 0 {
 			sendFailure(ctx)
