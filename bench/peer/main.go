@@ -79,6 +79,11 @@ type config struct {
 	Secret     string // MODULE_SECRET
 	RedisURL   string // REDIS_URL, default redis://127.0.0.1:6379/0
 	KeyPrefix  string // REDIS_KEY_PREFIX, default peer
+	// SameRoundTrips (PEER_SAME_ROUND_TRIPS=1) makes the peer do the
+	// service's round trips: a credentials check before the edit and a
+	// write before it too. Not what the peer is: a yardstick for how much
+	// of the service's cost is its round trips (BENCHMARKS.md).
+	SameRoundTrips bool
 }
 
 func configFrom(getenv func(string) string) config {
@@ -92,5 +97,6 @@ func configFrom(getenv func(string) string) config {
 		ListenAddr: or("LISTEN_ADDR", ":8080"), PublicURL: or("PUBLIC_URL", "http://localhost:8080"),
 		ModuleCode: or("MODULE_CODE", "peer"), Secret: getenv("MODULE_SECRET"),
 		RedisURL: or("REDIS_URL", "redis://127.0.0.1:6379/0"), KeyPrefix: or("REDIS_KEY_PREFIX", "peer"),
+		SameRoundTrips: getenv("PEER_SAME_ROUND_TRIPS") == "1",
 	}
 }

@@ -70,3 +70,35 @@ func TestRegisterWithEmptyInfoArray(t *testing.T) {
 		t.Errorf("/config = %s", cfg.Body)
 	}
 }
+
+// With PEER_SAME_ROUND_TRIPS=1 the peer checks the key's credentials and
+// writes once before the edit: the service's round trips.
+func TestSameRoundTripsChecksCredentialsFirst(t *testing.T) {
+	var paths []string
+	crm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.URL.Path)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"success":true,"scopes":["integration_read","integration_write"]}`))
+	}))
+	defer crm.Close()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	router := newRouter(configFrom(func(k string) string {
+		return map[string]string{"MODULE_SECRET": "s", "PEER_SAME_ROUND_TRIPS": "1"}[k]
+	}), rdb)
+	payload, _ := json.Marshal(map[string]string{"apiKey": "key-2", "systemUrl": crm.URL, "token": sign("s", "key-2")})
+	req := httptest.NewRequest(http.MethodPost, "/register", strings.NewReader(url.Values{"register": {string(payload)}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	router.ServeHTTP(rec, req)
+	if !strings.Contains(rec.Body.String(), `"success":true`) {
+		t.Fatalf("register: %s", rec.Body)
+	}
+	if want := []string{"/api/credentials", "/api/v5/integration-modules/peer/edit"}; strings.Join(paths, " ") != strings.Join(want, " ") {
+		t.Errorf("CRM calls %v, want %v", paths, want)
+	}
+	if got := mr.HGet("peer:"+crm.URL, "pending"); got != "key-2" {
+		t.Errorf("pending = %q", got)
+	}
+}

@@ -20,6 +20,16 @@ func newRouter(cfg config, rdb *redis.Client) *gin.Engine {
 	r.POST("/register", verifyConnectRequest(cfg.Secret), func(c *gin.Context) {
 		req := c.MustGet("request").(retailcrm.ConnectRequest)
 		clientID := newClientID()
+		if cfg.SameRoundTrips {
+			if creds, _, err := retailcrm.New(req.SystemURL(), req.APIKey).APICredentials(); err != nil || !creds.Success {
+				c.JSON(http.StatusOK, retailcrm.ErrorResponse{ErrorMessage: "unknown API key"})
+				return
+			}
+			if err := rdb.HSet(c.Request.Context(), cfg.KeyPrefix+":"+req.SystemURL(), "pending", req.APIKey).Err(); err != nil {
+				c.JSON(http.StatusOK, retailcrm.ErrorResponse{ErrorMessage: "storage error"})
+				return
+			}
+		}
 		if err := editModule(req.SystemURL(), req.APIKey, module(cfg, clientID)); err != nil {
 			c.JSON(http.StatusOK, retailcrm.ErrorResponse{ErrorMessage: err.Error()})
 			return

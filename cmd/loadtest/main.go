@@ -77,6 +77,7 @@ type options struct {
 	peerDir     string
 	logDir      string
 	inProcess   bool
+	yardstick   bool
 	infoArray   bool
 	cpuprofile  string
 	memprofile  string
@@ -136,6 +137,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.peerBin, "peer-binary", "", "the peer binary (default: go build of bench/peer)")
 	fs.StringVar(&o.logDir, "logs", "", "keep the children's logs in this directory (default: a temporary one, removed)")
 	fs.BoolVar(&o.inProcess, "inprocess", false, "run the service in this process (to profile it with -cpuprofile; its CPU figures then include the load generator)")
+	fs.BoolVar(&o.yardstick, "yardstick", true, "also drive, in the sequential and 8-shop phases, a peer that makes the service's round trips")
 	fs.BoolVar(&o.infoArray, "crm-info-array", false, `the fake CRM answers edits with "info":[] (the peer's workaround in use)`)
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to this file (use with -inprocess)")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile of this process to this file after the accounts phase (use with -inprocess)")
@@ -314,6 +316,21 @@ func runAll(ctx context.Context, o options, r *report) error {
 		for _, t := range []*target{peer, svc} {
 			t.client = newClient(16)
 		}
+		if o.yardstick && has(o.phases, "register") {
+			y, err := startYardstick(ctx, bins.peer, logDir, redisURL, peer.secret)
+			if err != nil {
+				return err
+			}
+			defer y.stop()
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				if n, err := deleteKeys(cctx, rdb, y.prefix); err != nil || n > 0 {
+					r.progressf("deleted this run's %d Redis keys (prefix %s) %v", n, y.prefix, err)
+				}
+			}()
+			res.yardstick = y
+		}
 		if err := phaseRegisters(ctx, o, r, g, rdb, rc, svc, peer, res, logDir); err != nil {
 			return err
 		}
@@ -340,21 +357,26 @@ func runAll(ctx context.Context, o options, r *report) error {
 func phaseRegisters(ctx context.Context, o options, r *report, g *registrar, rdb redis.UniversalClient, rc *redisProc, svc, peer *target, res *results, logDir string) error {
 	both := []*target{peer, svc}
 	if has(o.phases, "register") {
+		withYardstick := both
+		if res.yardstick != nil {
+			withYardstick = []*target{peer, svc, res.yardstick}
+		}
 		specs := []struct {
-			spec regSpec
-			dst  *map[string]*regTally
+			spec    regSpec
+			dst     *map[string]*regTally
+			targets []*target
 		}{
-			{regSpec{title: "sequential, new shops", conc: 1, perRound: o.seqPerRound, shops: newShops(o.seqPerRound)}, &res.seq},
-			{regSpec{title: "4 concurrent, new shops", conc: 4, perRound: 2 * o.seqPerRound, shops: newShops(2 * o.seqPerRound)}, &res.c4},
-			{regSpec{title: "8 clients, 8 shops", conc: 8, perRound: 8 * o.seqPerRound, fixed: true, shops: shopPerWorker(8)}, &res.shops8},
+			{regSpec{title: "sequential, new shops", conc: 1, perRound: o.seqPerRound, shops: newShops(o.seqPerRound)}, &res.seq, withYardstick},
+			{regSpec{title: "4 concurrent, new shops", conc: 4, perRound: 2 * o.seqPerRound, shops: newShops(2 * o.seqPerRound)}, &res.c4, both},
+			{regSpec{title: "8 clients, 8 shops", conc: 8, perRound: 8 * o.seqPerRound, fixed: true, shops: shopPerWorker(8)}, &res.shops8, withYardstick},
 		}
 		for _, s := range specs {
-			t, err := runRegisterPhase(ctx, o, r, g, rc, s.spec, both)
+			t, err := runRegisterPhase(ctx, o, r, g, rc, s.spec, s.targets)
 			if err != nil {
 				return fmt.Errorf("register %s: %w", s.spec.title, err)
 			}
 			*s.dst = t
-			r.registerResult(s.spec, t, both, res)
+			r.registerResult(s.spec, t, s.targets, res)
 		}
 		// One shop: the service must serialise, never refuse, and end with
 		// one account and one clientId for it.

@@ -26,6 +26,7 @@ type results struct {
 	config                        map[string]*configTally
 	seq, c4, shops8, shop1        map[string]*regTally
 	replicas                      map[string]*regTally
+	yardstick                     *target
 	shop1Accounts                 int64
 	shop1ClientIDs                int
 	sameShop                      *sameShopResult
@@ -244,6 +245,11 @@ func (r *report) summary() {
 		o99 := percentile(s.over, 99)
 		row("register p99 beyond the fake CRM's own time, sequential", "–", ms(percentile(p.over, 99)), ms(o99), "–", "< 5 ms", yes(o99 < 5*time.Millisecond && len(s.over) > 0))
 	}
+	if s, y := res.seq["service"], res.seq["peer-rt"]; s != nil && y != nil {
+		sc, yc := per(s.cpu, s.done), per(y.cpu, y.done)
+		row("… the same against a peer making the service's round trips (2 CRM calls, 2 Redis writes)", "–", us(yc), us(sc),
+			fmt.Sprintf("%.2f×", ratio(float64(sc), float64(yc))), "(yardstick)", "–")
+	}
 	if s, p := res.c4["service"], res.c4["peer"]; s != nil && p != nil {
 		o99 := percentile(s.over, 99)
 		row("register p99 beyond the fake CRM's own time, 4 concurrent", "–", ms(percentile(p.over, 99)), ms(o99), "–", "< 5 ms", yes(o99 < 5*time.Millisecond && len(s.over) > 0))
@@ -252,6 +258,10 @@ func (r *report) summary() {
 		x := medianRatio(s, p)
 		row("registers/s, 8 clients, 8 shops (ratio: median of the rounds')", "–", fmt.Sprintf("%.0f", rate(p.done, p.elapsed)), fmt.Sprintf("%.0f, %d failed", rate(s.done, s.elapsed), s.failed),
 			fmt.Sprintf("%.2f× (over all %.2f×)", x, ratio(rate(s.done, s.elapsed), rate(p.done, p.elapsed))), "≥ 0.6× the peer", yes(x >= 0.6 && s.failed == 0))
+	}
+	if s, y := res.shops8["service"], res.shops8["peer-rt"]; s != nil && y != nil {
+		row("… the same against a peer making the service's round trips", "–", fmt.Sprintf("%.0f", rate(y.done, y.elapsed)), fmt.Sprintf("%.0f", rate(s.done, s.elapsed)),
+			fmt.Sprintf("%.2f×", medianRatio(s, y)), "(yardstick)", "–")
 	}
 	if s, p := res.shop1["service"], res.shop1["peer"]; s != nil && p != nil {
 		x := medianRatio(s, p)

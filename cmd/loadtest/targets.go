@@ -178,6 +178,23 @@ func fetch(ctx context.Context, url string) ([]byte, string, error) {
 	return b, resp.Header.Get("Content-Type"), err
 }
 
+// startYardstick starts a second peer that makes the service's round trips
+// (PEER_SAME_ROUND_TRIPS=1: a credentials check and a Redis write before
+// the edit, one after): how much of the service's cost is the round trips
+// themselves, and how much is its own.
+func startYardstick(ctx context.Context, bin, logDir, redisURL, secret string) (*target, error) {
+	t := &target{key: "peer-rt", name: "peer, service's round trips", code: "peer", secret: secret, prefix: "loadtest-peer-rt-" + randomHex(8)}
+	p, err := startChild(ctx, "peer with the service's round trips", bin, nil, append(baseEnv(),
+		"LISTEN_ADDR=127.0.0.1:0", "PUBLIC_URL=http://peer.loadtest.localhost", "MODULE_CODE=peer", "MODULE_SECRET="+secret,
+		"REDIS_URL="+redisURL, "REDIS_KEY_PREFIX="+t.prefix, "GIN_MODE=release", "PEER_SAME_ROUND_TRIPS=1",
+	), filepath.Join(logDir, "peer-rt.log"))
+	if err != nil {
+		return nil, err
+	}
+	t.proc, t.url, t.client = p, "http://"+p.Addr, newClient(16)
+	return t, nil
+}
+
 // startReplicas starts another process of the service's binary with the
 // service's very environment (store, prefix, keys, secret) and returns a
 // target that sends half of the workers to each: two replicas of one
