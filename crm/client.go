@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -146,8 +147,12 @@ func New(o Options) *Client {
 	if o.OnAttempt != nil {
 		transport = observed{next: base, report: o.OnAttempt}
 	}
+	// Each attempt gets at most half the budget, so a hung first attempt
+	// leaves room for a second one within Timeout.
+	transport = attemptTimeout{next: transport, limit: o.Timeout / 2}
 	rc := resty.New().
 		SetTransport(transport).
+		SetCookieJar(nil). // an API client keeps no cookies (resty's default jar would, for every shop's CRM)
 		SetRedirectPolicy(resty.NoRedirectPolicy()).
 		SetResponseBodyLimit(1<<20).
 		SetHeader("User-Agent", o.UserAgent).
@@ -158,9 +163,6 @@ func New(o Options) *Client {
 		SetRetryAfter(retryAfter).
 		AddRetryCondition(shouldRetry)
 	rc.SetLogger(discardLogger{}) // resty's own warnings could quote request details
-	// Each attempt gets at most half the budget, so a hung first attempt
-	// leaves room for a second one within Timeout.
-	rc.SetTimeout(o.Timeout / 2)
 	return &Client{opts: o, http: rc}
 }
 
@@ -329,6 +331,40 @@ func (o observed) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	o.report(a)
 	return resp, err
+}
+
+// attemptTimeout bounds one attempt, its reply's body included, as
+// http.Client.Timeout (resty's SetTimeout) would. That one is not used: for
+// any RoundTripper but a bare *http.Transport (ours is wrapped, to be
+// observed), net/http enforces it with a timer and a goroutine of its own
+// per request; a context deadline costs one timer (BENCHMARKS.md). Its
+// expiry is a timeout (net.Error), retried as before.
+type attemptTimeout struct {
+	next  http.RoundTripper
+	limit time.Duration
+}
+
+func (a attemptTimeout) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.limit)
+	resp, err := a.next.RoundTrip(r.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose ends an attempt's deadline once its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // discardLogger silences resty: its warnings could quote request details.

@@ -1,9 +1,11 @@
 package crm_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/modulehub/simpleconnect/crm"
+	"github.com/modulehub/simpleconnect/crm/crmtest"
 )
 
 // BenchmarkEncodeModule measures building the integrationModule form value
@@ -18,6 +20,26 @@ func BenchmarkEncodeModule(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := crm.EncodeModule(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCalls is one key check and one edit, as a register makes them,
+// against the fake CRM over loopback, with an attempt observer set as the
+// service sets one (metrics). The fake runs in this process: its work is
+// in the figures too.
+func BenchmarkCalls(b *testing.B) {
+	fake := crmtest.New(b)
+	c := crm.New(crm.Options{AllowInsecure: true, OnAttempt: func(crm.Attempt) {}})
+	m := crm.Module{Code: "demo", Name: "Demo module", ClientID: "client-id", BaseURL: "https://module.example.com"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.FetchCredentials(ctx, fake.URL, "bench-key"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.EditModule(ctx, fake.URL, "bench-key", m); err != nil {
 			b.Fatal(err)
 		}
 	}

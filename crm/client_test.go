@@ -785,3 +785,21 @@ func TestOnAttemptReportsEveryExchange(t *testing.T) {
 	}
 	assert.Len(t, fake.Calls(), 4, "one attempt is one request")
 }
+
+// The client keeps no cookies: a CRM that sets one does not get it back
+// (resty's default cookie jar would keep every shop's cookies for the
+// life of the process).
+func TestClientKeepsNoCookies(t *testing.T) {
+	const key = "key-cookie"
+	withCookie := crmtest.OK()
+	withCookie.Header = map[string]string{"Content-Type": "application/json", "Set-Cookie": "session=abc; Path=/"}
+	fake := crmtest.New(t, crmtest.Edit(key, withCookie, crmtest.OK()))
+	c := crm.New(testOptions())
+	for range 2 {
+		_, err := c.EditModule(context.Background(), fake.URL, key, recordedModule())
+		require.NoError(t, err)
+	}
+	edits := fake.Edits()
+	require.Len(t, edits, 2)
+	assert.Empty(t, edits[1].Header.Get("Cookie"))
+}
