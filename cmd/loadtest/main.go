@@ -157,6 +157,18 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("unknown phase %q (phases: %s)", p, strings.Join(allPhases, ","))
 		}
 	}
+	// The fake CRM opens a listener per shop, and its child inherits this
+	// process's descriptor limit: raise it to the hard limit, and refuse a
+	// run that could not fit.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+		if need := uint64(max(o.accounts, 16*o.rounds*o.seqPerRound/5) + 4000); lim.Cur < need {
+			return fmt.Errorf("the fake CRM needs a descriptor per shop: about %d, but ulimit -n is %d; lower -accounts, -rounds or -registers", need, lim.Cur)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 

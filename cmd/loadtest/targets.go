@@ -206,7 +206,7 @@ func startReplicas(ctx context.Context, svc *target, logDir string) (*target, *c
 	}
 	pair := &target{
 		key: "replicas", name: "simpleconnect, 2 replicas", code: svc.code, secret: svc.secret, prefix: svc.prefix,
-		client: svc.client, urls: []string{svc.url, "http://" + p.Addr}, nextShop: svc.nextShop,
+		client: svc.client, urls: []string{svc.url, "http://" + p.Addr}, nextShop: svc.nextShop + 1, // a shop of its own
 	}
 	if svc.proc != nil {
 		pair.procs = []*child{svc.proc, p}
