@@ -80,9 +80,10 @@ type config struct {
 	RedisURL   string // REDIS_URL, default redis://127.0.0.1:6379/0
 	KeyPrefix  string // REDIS_KEY_PREFIX, default peer
 	// SameRoundTrips (PEER_SAME_ROUND_TRIPS=1) makes the peer do the
-	// service's round trips: a credentials check before the edit and a
-	// write before it too. Not what the peer is: a yardstick for how much
-	// of the service's cost is its round trips (BENCHMARKS.md).
+	// service's round trips: a count of attempts per shop and key, a
+	// credentials check, a write before the edit and one after (3 Redis
+	// round trips, 2 CRM calls). Not what the peer is: a yardstick for how
+	// much of the service's cost is its round trips (BENCHMARKS.md).
 	SameRoundTrips bool
 }
 

@@ -71,8 +71,9 @@ func TestRegisterWithEmptyInfoArray(t *testing.T) {
 	}
 }
 
-// With PEER_SAME_ROUND_TRIPS=1 the peer checks the key's credentials and
-// writes once before the edit: the service's round trips.
+// With PEER_SAME_ROUND_TRIPS=1 the peer counts the attempt, checks the
+// key's credentials and writes once before the edit: the service's round
+// trips.
 func TestSameRoundTripsChecksCredentialsFirst(t *testing.T) {
 	var paths []string
 	crm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -100,5 +101,8 @@ func TestSameRoundTripsChecksCredentialsFirst(t *testing.T) {
 	}
 	if got := mr.HGet("peer:"+crm.URL, "pending"); got != "key-2" {
 		t.Errorf("pending = %q", got)
+	}
+	if got, _ := mr.Get("peer:attempts:" + crm.URL + ":key-2"); got != "1" {
+		t.Errorf("attempts = %q", got)
 	}
 }

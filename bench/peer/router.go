@@ -21,6 +21,12 @@ func newRouter(cfg config, rdb *redis.Client) *gin.Engine {
 		req := c.MustGet("request").(retailcrm.ConnectRequest)
 		clientID := newClientID()
 		if cfg.SameRoundTrips {
+			// The service's attempt bound per (shop, key): one Redis round
+			// trip before any CRM call.
+			if err := rdb.Incr(c.Request.Context(), cfg.KeyPrefix+":attempts:"+req.SystemURL()+":"+req.APIKey).Err(); err != nil {
+				c.JSON(http.StatusOK, retailcrm.ErrorResponse{ErrorMessage: "storage error"})
+				return
+			}
 			if creds, _, err := retailcrm.New(req.SystemURL(), req.APIKey).APICredentials(); err != nil || !creds.Success {
 				c.JSON(http.StatusOK, retailcrm.ErrorResponse{ErrorMessage: "unknown API key"})
 				return

@@ -179,8 +179,8 @@ func fetch(ctx context.Context, url string) ([]byte, string, error) {
 }
 
 // startYardstick starts a second peer that makes the service's round trips
-// (PEER_SAME_ROUND_TRIPS=1: a credentials check and a Redis write before
-// the edit, one after): how much of the service's cost is the round trips
+// (PEER_SAME_ROUND_TRIPS=1: an attempt count and a credentials check, a
+// Redis write before the edit and one after): how much of the service's cost is the round trips
 // themselves, and how much is its own.
 func startYardstick(ctx context.Context, bin, logDir, redisURL, secret string) (*target, error) {
 	t := &target{key: "peer-rt", name: "peer, service's round trips", code: "peer", secret: secret, prefix: "loadtest-peer-rt-" + randomHex(8)}
