@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -39,6 +38,9 @@ type Metrics struct {
 	// table times ten.
 	httpMu     sync.RWMutex
 	httpSeries map[httpKey]httpPair
+	// crmSeries caches the series of each CRM operation and status class
+	// (crmKey → crmSeries).
+	crmSeries sync.Map
 }
 
 type httpKey struct {
@@ -117,8 +119,10 @@ func StatusClass(status int) string {
 	if status < 100 || status > 599 {
 		return "error"
 	}
-	return strconv.Itoa(status/100) + "xx"
+	return statusClasses[status/100-1] // no string built per call
 }
+
+var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // Methods are the request methods counted by name; any other method, which
 // the caller is free to invent, counts as "other". Without this, each
@@ -179,11 +183,43 @@ func (m *Metrics) CRMAttempt(op string, status int, retry bool, d time.Duration)
 	if m == nil {
 		return
 	}
-	m.crmAttempts.WithLabelValues(op, StatusClass(status)).Inc()
-	m.crmDuration.WithLabelValues(op).Observe(d.Seconds())
+	series := m.crmSeriesFor(op, status)
+	series.count.Inc()
+	series.duration.Observe(d.Seconds())
 	if retry {
-		m.crmRetries.WithLabelValues(op).Inc()
+		series.retries.Inc()
 	}
+}
+
+type crmKey struct {
+	op    string
+	class int
+}
+
+type crmSeries struct {
+	count, retries prometheus.Counter
+	duration       prometheus.Observer
+}
+
+// crmSeriesFor returns the series of an operation and status class, looked
+// up once (ops are the client's few constants; classes are bounded), as
+// the HTTP series are: two exchanges per register would otherwise hash
+// their label values three times each.
+func (m *Metrics) crmSeriesFor(op string, status int) crmSeries {
+	key := crmKey{op, status / 100}
+	if status < 100 || status > 599 {
+		key.class = 0
+	}
+	if v, ok := m.crmSeries.Load(key); ok {
+		return v.(crmSeries)
+	}
+	s := crmSeries{
+		count:    m.crmAttempts.WithLabelValues(op, StatusClass(status)),
+		duration: m.crmDuration.WithLabelValues(op),
+		retries:  m.crmRetries.WithLabelValues(op),
+	}
+	m.crmSeries.Store(key, s)
+	return s
 }
 
 // Sweep records what one sweep did: accounts by result (completed,

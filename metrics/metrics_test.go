@@ -91,3 +91,13 @@ func TestMethodLabelIsBounded(t *testing.T) {
 	assert.Contains(t, out, `simpleconnect_http_requests_total{method="GET",route="/healthz",status="2xx"} 1`)
 	assert.NotContains(t, out, "INVENTED")
 }
+
+// BenchmarkCRMAttempt is what every exchange with a CRM costs the metrics
+// (two per register).
+func BenchmarkCRMAttempt(b *testing.B) {
+	m := metrics.New()
+	b.ReportAllocs()
+	for b.Loop() {
+		m.CRMAttempt("edit", 200, false, time.Millisecond)
+	}
+}
