@@ -163,7 +163,7 @@ func Limits(cfg config.Config, rdb redis.UniversalClient) (handlers.FailureBudge
 		failures = ratelimit.NewFailures(rdb, cfg.RedisKeyPrefix, cfg.FailedRequestsPerMinute)
 	}
 	if cfg.ShopKeyAttemptsPerMinute > 0 {
-		attempts = ratelimit.NewAttempts(rdb, cfg.RedisKeyPrefix, cfg.ShopKeyAttemptsPerMinute)
+		attempts = ratelimit.NewAttempts(rdb, cfg.RedisKeyPrefix, cfg.ShopKeyAttemptsPerMinute, cfg.CRMTimeout+time.Second)
 	}
 	return failures, attempts
 }

@@ -72,7 +72,7 @@ func newBenchServer(b *testing.B, rdb redis.UniversalClient, prefix string) *ben
 	e := handlers.New(handlers.Deps{
 		Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts,
 		Failures: ratelimit.NewFailures(accounts.Client(), prefix, cfg.FailedRequestsPerMinute),
-		Attempts: ratelimit.NewAttempts(accounts.Client(), prefix, cfg.ShopKeyAttemptsPerMinute), Addresses: &addresses, Metrics: m,
+		Attempts: ratelimit.NewAttempts(accounts.Client(), prefix, cfg.ShopKeyAttemptsPerMinute, cfg.CRMTimeout+time.Second), Addresses: &addresses, Metrics: m,
 	})
 	return &benchServer{cfg: cfg, e: e, fake: crmtest.New(b)}
 }

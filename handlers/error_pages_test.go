@@ -40,7 +40,13 @@ func (overBudget) Fail(context.Context, string) (ratelimit.Verdict, error) {
 // noAttemptsLeft is a (shop, key) pair past its bound.
 type noAttemptsLeft struct{}
 
-func (noAttemptsLeft) Allow(context.Context, string, redact.Secret) (bool, error) { return false, nil }
+func (noAttemptsLeft) Allow(context.Context, string, redact.Secret) (bool, bool, error) {
+	return false, false, nil
+}
+func (noAttemptsLeft) Failed(context.Context, string, redact.Secret) error { return nil }
+func (noAttemptsLeft) InFlight(context.Context, string, redact.Secret) (bool, error) {
+	return false, nil
+}
 
 // Every error page says which module and what went wrong, in its title
 // and heading, and offers one next step: back to the account page, or,

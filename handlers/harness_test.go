@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +57,7 @@ type harness struct {
 	// pageSecrets belong in their own page (a session's CSRF token) but
 	// never in a log line.
 	pageSecrets []string
+	mu          sync.Mutex // guards secrets
 }
 
 type harnessOption func(*config.Config)
@@ -161,11 +163,23 @@ func newHarness(t *testing.T, fakeOpts []crmtest.Option, opts ...harnessOption) 
 // assertNoSecretsLogged runs after every test: no credential the test used
 // reached a log line.
 func (h *harness) assertNoSecretsLogged() {
-	redacttest.AssertAbsent(h.t, h.logs.String(), append(h.secrets, h.pageSecrets...)...)
+	redacttest.AssertAbsent(h.t, h.logs.String(), append(h.known(), h.pageSecrets...)...)
 }
 
-// remember registers a credential that must never leak.
-func (h *harness) remember(secrets ...string) { h.secrets = append(h.secrets, secrets...) }
+// known is every credential remembered so far.
+func (h *harness) known() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.secrets)
+}
+
+// remember registers a credential that must never leak (safe from the
+// goroutines a test starts).
+func (h *harness) remember(secrets ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.secrets = append(h.secrets, secrets...)
+}
 
 // rememberForLogs registers a value that pages show but logs never do.
 func (h *harness) rememberForLogs(secrets ...string) {
@@ -185,7 +199,7 @@ func (h *harness) do(req *http.Request) (*http.Response, string) {
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(h.t, err)
 	body := string(b)
-	for _, s := range h.secrets {
+	for _, s := range h.known() {
 		if s != "" {
 			assert.NotContains(h.t, body, s, "a credential reached a reply")
 			for _, v := range resp.Header.Values("Location") {

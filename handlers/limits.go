@@ -37,9 +37,12 @@ type FailureBudget interface {
 }
 
 // AttemptBudget bounds the attempts one (shop, API key) pair makes at the
-// shop's CRM (ratelimit).
+// shop's CRM (ratelimit); past it, it says whether the pair's last attempt
+// may still be under way.
 type AttemptBudget interface {
-	Allow(ctx context.Context, systemURL string, apiKey redact.Secret) (bool, error)
+	Allow(ctx context.Context, systemURL string, apiKey redact.Secret) (ok, inFlight bool, err error)
+	Failed(ctx context.Context, systemURL string, apiKey redact.Secret) error
+	InFlight(ctx context.Context, systemURL string, apiKey redact.Secret) (bool, error)
 }
 
 var (
@@ -100,50 +103,67 @@ func (s *server) countFailures() echo.MiddlewareFunc {
 func retryAfterSeconds(s float64) int { return max(1, int(math.Ceil(s))) }
 
 // allowAttempt asks the per-(shop, key) bound whether one more attempt may
-// reach the shop's CRM. When the bound cannot be asked (Redis down), it
-// may: refusing a shop because a counter is unreachable would be worse
-// than a few extra calls.
-func (s *server) allowAttempt(c echo.Context, systemURL string, apiKey redact.Secret) bool {
+// reach the shop's CRM; when not, whether the pair's last attempt may still
+// be under way. When the bound cannot be asked (Redis down), it may:
+// refusing a shop because a counter is unreachable would be worse than a
+// few extra calls.
+func (s *server) allowAttempt(c echo.Context, systemURL string, apiKey redact.Secret) (ok, inFlight bool) {
 	if s.attempts == nil {
-		return true
+		return true, false
 	}
-	ok, err := s.attempts.Allow(c.Request().Context(), systemURL, apiKey)
+	ok, inFlight, err := s.attempts.Allow(c.Request().Context(), systemURL, apiKey)
 	if err != nil {
 		s.log.WarnContext(c.Request().Context(), "attempt bound unavailable; letting the attempt through", "err", err)
-		return true
+		return true, false
 	}
 	if !ok {
 		s.metrics.Limited("shop_key")
 	}
-	return ok
+	return ok, inFlight
+}
+
+// attemptFailed tells the bound that an attempt of the pair ended without
+// success (best effort: registers waiting for it stop at its deadline
+// anyway).
+func (s *server) attemptFailed(c echo.Context, systemURL string, apiKey redact.Secret) {
+	if s.attempts == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), time.Second)
+	defer cancel()
+	if err := s.attempts.Failed(ctx, systemURL, apiKey); err != nil {
+		s.log.WarnContext(ctx, "attempt bound unavailable; registers waiting for this attempt wait for its deadline", "err", err)
+	}
 }
 
 // registerFromStoredState answers a register past its pair's bound without
 // calling the CRM: success when this very key is the shop's active key (a
 // replay of a register that already worked), else errShopBusy. Keys are
-// compared in constant time. While an attempt with this very key is under
-// way (a double click, or replays racing the first register), its outcome
-// is the answer: the stored state is read again until it settles, at most
-// for CRM_TIMEOUT, the time one attempt may take.
-func (s *server) registerFromStoredState(c echo.Context, systemURL string, apiKey redact.Secret) error {
+// compared in constant time. While the pair's last attempt that went is
+// still under way (a double click, the CRM retrying, replays racing a
+// first register whose account does not exist yet), its outcome is the
+// answer: the stored state is read again until it shows this key active
+// or the attempt ended, at most CRM_TIMEOUT (and its writes) after it
+// began. A pair with nothing under way is answered at once.
+func (s *server) registerFromStoredState(c echo.Context, systemURL string, apiKey redact.Secret, inFlight bool) error {
 	ctx := c.Request().Context()
-	deadline := time.Now().Add(s.cfg.CRMTimeout)
-	pause := 20 * time.Millisecond
+	deadline := time.Now().Add(s.cfg.CRMTimeout + time.Second)
+	pause := 10 * time.Millisecond
 	for {
 		acc, err := s.accounts.FindBySystemURL(ctx, systemURL)
-		if errors.Is(err, store.ErrNotFound) {
-			return s.registerFailed(c, errShopBusy)
-		}
-		if err != nil {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
 			return s.registerFailed(c, err)
+		default:
+			c.Set("account_id", acc.ID)
+			if acc.Connected && acc.Active && !apiKey.IsZero() && acc.APIKey.Equal(apiKey) {
+				c.Set("outcome", outcomeReplayed)
+				s.metrics.Register(outcomeReplayed)
+				return c.JSON(http.StatusOK, webhookReply{Success: true, AccountURL: s.cfg.PublicURLFor("/account")})
+			}
 		}
-		c.Set("account_id", acc.ID)
-		if acc.Connected && acc.Active && !apiKey.IsZero() && acc.APIKey.Equal(apiKey) {
-			c.Set("outcome", outcomeReplayed)
-			s.metrics.Register(outcomeReplayed)
-			return c.JSON(http.StatusOK, webhookReply{Success: true, AccountURL: s.cfg.PublicURLFor("/account")})
-		}
-		if !acc.PendingAPIKey.Equal(apiKey) || time.Now().Add(pause).After(deadline) {
+		if !inFlight || time.Now().Add(pause).After(deadline) {
 			return s.registerFailed(c, errShopBusy)
 		}
 		t := time.NewTimer(pause)
@@ -153,7 +173,10 @@ func (s *server) registerFromStoredState(c echo.Context, systemURL string, apiKe
 			return s.registerFailed(c, ctx.Err())
 		case <-t.C:
 		}
-		pause = min(2*pause, 500*time.Millisecond)
+		pause = min(2*pause, 250*time.Millisecond)
+		if inFlight, err = s.attempts.InFlight(ctx, systemURL, apiKey); err != nil {
+			inFlight = true // cannot tell: keep waiting, up to the deadline
+		}
 	}
 }
 

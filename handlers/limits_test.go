@@ -233,7 +233,7 @@ func TestLimitsLetRequestsThroughWhenTheirRedisFails(t *testing.T) {
 	srv := httptest.NewServer(handlers.New(handlers.Deps{
 		Config: h.cfg, Log: slog.New(slog.DiscardHandler), Connector: stubConnector{},
 		Accounts: h.store, Sessions: h.store, Store: h.store,
-		Failures: ratelimit.NewFailures(rdb, "test", 1), Attempts: ratelimit.NewAttempts(rdb, "test", 1),
+		Failures: ratelimit.NewFailures(rdb, "test", 1), Attempts: ratelimit.NewAttempts(rdb, "test", 1, 10*time.Second),
 	}))
 	t.Cleanup(srv.Close)
 	h.srv = srv
@@ -316,4 +316,47 @@ func (r *readsOf) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (*readsOf) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+// The same, when the first attempt is still at the key check: the shop has
+// no account yet, and the registers past the bound wait for it all the same.
+func TestRegistersPastTheBoundWaitForAFirstAttemptNotYetRecorded(t *testing.T) {
+	gate := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	ok := crmtest.Fixture(t, "credentials-ok").Reply()
+	h := newHarness(t, []crmtest.Option{
+		crmtest.Credentials("key-early", crmtest.After(gate, ok)),
+		crmtest.OnCall(func(c crmtest.Call) {
+			if strings.HasSuffix(c.Path, "/credentials") {
+				select {
+				case arrived <- struct{}{}:
+				default:
+				}
+			}
+		}),
+	}, func(c *config.Config) { c.ShopKeyAttemptsPerMinute = 1 })
+	h.freezeLimiterClock()
+	shop := h.shopURL(4)
+	reads := make(chan struct{}, 1000)
+	hook := &readsOf{get: shop, seen: reads}
+	h.store.Client().AddHook(hook)
+
+	const clicks = 6
+	replies := make(chan webhookReply, clicks)
+	send := func() { replies <- h.register("key-early", shop) }
+	go send()
+	<-arrived // the first attempt asks the CRM about the key: nothing is stored yet
+	hook.armed.Store(true)
+	for range clicks - 1 {
+		go send()
+	}
+	for range clicks - 1 {
+		<-reads // each finds no account, and waits
+	}
+	close(gate)
+	for range clicks {
+		r := <-replies
+		assert.True(t, r.Success, r.ErrorMsg)
+	}
+	assert.Len(t, h.fake.Edits(), 1, "one edit reached the CRM")
 }

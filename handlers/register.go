@@ -122,14 +122,15 @@ func (s *server) handleRegister(c echo.Context) error {
 	if err != nil {
 		return s.registerFailed(c, err)
 	}
-	if !s.allowAttempt(c, systemURL, req.APIKey) {
-		return s.registerFromStoredState(c, systemURL, req.APIKey) // a replay costs the shop's CRM nothing
+	if ok, inFlight := s.allowAttempt(c, systemURL, req.APIKey); !ok {
+		return s.registerFromStoredState(c, systemURL, req.APIKey, inFlight) // a replay costs the shop's CRM nothing
 	}
 	acc, err := s.connector.Connect(c.Request().Context(), systemURL, req.APIKey)
 	if acc.ID != "" {
 		c.Set("account_id", acc.ID)
 	}
 	if err != nil {
+		s.attemptFailed(c, systemURL, req.APIKey)
 		return s.registerFailed(c, err)
 	}
 	s.recordOutcome(c, nil)

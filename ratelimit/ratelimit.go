@@ -1,6 +1,7 @@
 // Package ratelimit holds the service's two limits, both shared by every
-// replica through Redis (GCRA, go-redis/redis_rate: one EVALSHA per check,
-// keys that expire on their own):
+// replica through Redis (GCRA: one EVALSHA per check, keys that expire on
+// their own; go-redis/redis_rate for failures, a script of our own for
+// attempts, which also tells when the last one went):
 //
 //   - Failures: failed requests per client address. Valid requests are
 //     never counted and never refused; an address over its budget has its
@@ -133,27 +134,88 @@ func clientKey(addr string) string {
 }
 
 // Attempts bounds the attempts one (shop, API key) pair may make at the
-// shop's CRM.
+// shop's CRM: GCRA like the failure budget, in scripts of our own that also
+// keep when the pair's last attempt went and when its last failure ended,
+// so a register past the bound knows whether one may still be under way.
 type Attempts struct {
-	limiter *redis_rate.Limiter
-	limit   redis_rate.Limit
-	prefix  string
+	rdb      redis.UniversalClient
+	interval time.Duration // between attempts, on average
+	burst    time.Duration // perMinute attempts at once
+	lasts    time.Duration // how long one attempt may take
+	prefix   string
 }
 
 // NewAttempts allows perMinute attempts per pair, in a burst of the same
-// size.
-func NewAttempts(rdb redis.UniversalClient, prefix string, perMinute int) *Attempts {
-	return &Attempts{limiter: redis_rate.NewLimiter(rdb), limit: redis_rate.PerMinute(perMinute), prefix: prefix + ":shop:"}
+// size; an attempt takes at most lasts (CRM_TIMEOUT and the writes after).
+func NewAttempts(rdb redis.UniversalClient, prefix string, perMinute int, lasts time.Duration) *Attempts {
+	return &Attempts{
+		rdb: rdb, interval: time.Minute / time.Duration(perMinute), burst: time.Minute, lasts: lasts,
+		prefix: prefix + ":shop:",
+	}
 }
 
+// The scripts run on Redis's own clock (TIME: one clock for every replica).
+// A pair's hash holds tat (GCRA), last (when an attempt last went) and done
+// (when an attempt last ended without success).
+const attemptsClock = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function inflight(k, lasts)
+  local last = tonumber(redis.call('HGET', k, 'last') or '0') or 0
+  local done = tonumber(redis.call('HGET', k, 'done') or '0') or 0
+  return (last > done and now - last < lasts) and 1 or 0
+end
+`
+
+// attemptAllow: KEYS[1] the pair; ARGV interval, burst, lasts (ms).
+// Replies {1, 0} when the attempt may go, else {0, in flight (1/0)}.
+var attemptAllow = redis.NewScript(attemptsClock + `
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or '0') or 0
+if tat < now then tat = now end
+if tat + interval - now <= burst then
+  redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', tat + interval), 'last', string.format('%.0f', now))
+  redis.call('PEXPIRE', KEYS[1], burst + interval)
+  return {1, 0}
+end
+return {0, inflight(KEYS[1], tonumber(ARGV[3]))}
+`)
+
+var attemptDone = redis.NewScript(attemptsClock + `
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'done', string.format('%.0f', now)) end
+return 1
+`)
+
+var attemptInFlight = redis.NewScript(attemptsClock + `
+return inflight(KEYS[1], tonumber(ARGV[1]))
+`)
+
 // Allow counts one attempt of apiKey at systemURL (canonical) and reports
-// whether it may reach the CRM.
-func (a *Attempts) Allow(ctx context.Context, systemURL string, apiKey redact.Secret) (bool, error) {
-	res, err := a.limiter.Allow(ctx, a.prefix+PairDigest(systemURL, apiKey), a.limit)
-	if err != nil {
-		return false, err
+// whether it may reach the CRM; when not, whether the pair's last attempt
+// that did may still be under way.
+func (a *Attempts) Allow(ctx context.Context, systemURL string, apiKey redact.Secret) (bool, bool, error) {
+	res, err := attemptAllow.Run(ctx, a.rdb, []string{a.key(systemURL, apiKey)},
+		a.interval.Milliseconds(), a.burst.Milliseconds(), a.lasts.Milliseconds()).Int64Slice()
+	if err != nil || len(res) != 2 {
+		return false, false, err
 	}
-	return res.Allowed > 0, nil
+	return res[0] == 1, res[1] == 1, nil
+}
+
+// Failed records that an attempt of the pair ended without success, so
+// registers past the bound stop waiting for it.
+func (a *Attempts) Failed(ctx context.Context, systemURL string, apiKey redact.Secret) error {
+	return attemptDone.Run(ctx, a.rdb, []string{a.key(systemURL, apiKey)}).Err()
+}
+
+// InFlight reports whether the pair's last attempt may still be under way.
+func (a *Attempts) InFlight(ctx context.Context, systemURL string, apiKey redact.Secret) (bool, error) {
+	n, err := attemptInFlight.Run(ctx, a.rdb, []string{a.key(systemURL, apiKey)}, a.lasts.Milliseconds()).Int64()
+	return n == 1, err
+}
+
+func (a *Attempts) key(systemURL string, apiKey redact.Secret) string {
+	return a.prefix + PairDigest(systemURL, apiKey)
 }
 
 // PairDigest names a (shop, API key) pair in a key name without holding

@@ -126,12 +126,12 @@ func TestFailuresReportARedisError(t *testing.T) {
 func TestAttemptsAreBoundedPerShopAndKey(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
 		ctx := t.Context()
-		replicaA := ratelimit.NewAttempts(b.Raw, b.Prefix, 3)
-		replicaB := ratelimit.NewAttempts(b.Raw, b.Prefix, 3)
+		replicaA := ratelimit.NewAttempts(b.Raw, b.Prefix, 3, 10*time.Second)
+		replicaB := ratelimit.NewAttempts(b.Raw, b.Prefix, 3, 10*time.Second)
 		const shop, other = "https://shop.retailcrm.ru", "https://other.retailcrm.ru"
 		const key redact.Secret = "api-key-0123456789abcdef0123456789"
 		allow := func(a *ratelimit.Attempts, shop string, key redact.Secret) bool {
-			ok, err := a.Allow(ctx, shop, key)
+			ok, _, err := a.Allow(ctx, shop, key)
 			require.NoError(t, err)
 			return ok
 		}
@@ -140,6 +140,13 @@ func TestAttemptsAreBoundedPerShopAndKey(t *testing.T) {
 		assert.True(t, allow(replicaB, shop, key))
 		assert.True(t, allow(replicaA, shop, key))
 		assert.False(t, allow(replicaB, shop, key), "the fourth attempt of the pair, on any replica, is refused")
+		_, inFlight, err := replicaA.Allow(ctx, shop, key)
+		require.NoError(t, err)
+		assert.True(t, inFlight, "and says the last attempt that went may still be under way")
+		require.NoError(t, replicaB.Failed(ctx, shop, key))
+		inFlight, err = replicaA.InFlight(ctx, shop, key)
+		require.NoError(t, err)
+		assert.False(t, inFlight, "until it is reported ended")
 		assert.True(t, allow(replicaA, shop, "a-new-key-for-the-same-shop-000000"), "a new key is a new attempt")
 		assert.True(t, allow(replicaA, other, key), "the same key at another shop is another pair")
 
