@@ -121,6 +121,8 @@ func (o *Options) defaults() {
 type Client struct {
 	opts Options
 	http *resty.Client
+	// transport is the guarded transport resty uses, for Forward.
+	transport http.RoundTripper
 }
 
 // New returns a Client whose every connection goes through the outbound
@@ -161,7 +163,7 @@ func New(o Options) *Client {
 	// Each attempt gets at most half the budget, so a hung first attempt
 	// leaves room for a second one within Timeout.
 	rc.SetTimeout(o.Timeout / 2)
-	return &Client{opts: o, http: rc}
+	return &Client{opts: o, http: rc, transport: transport}
 }
 
 // shouldRetry retries rate limits, server errors and timeouts; never a
