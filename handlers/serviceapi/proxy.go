@@ -1,0 +1,187 @@
+package serviceapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/modulehub/simpleconnect/crm"
+	"github.com/modulehub/simpleconnect/metrics"
+	"github.com/modulehub/simpleconnect/ratelimit"
+	"github.com/modulehub/simpleconnect/store"
+)
+
+// passedBack are the CRM's reply headers the caller gets: what the body is
+// (and, for a download, its name), and when the CRM wants to hear again.
+// Nothing else: no cookie of the CRM's, no redirect target, no header of
+// its infrastructure.
+var passedBack = []string{"Content-Type", "Content-Disposition", "Retry-After"}
+
+// proxyMethods are the methods the CRM API knows; CONNECT, TRACE and
+// invented ones are refused.
+var proxyMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
+}
+
+// handleProxy: ANY /service/api/accounts/{id}/crm/{path}. Checks come
+// before anything is read or sent: the path, the size, the account's
+// state, then the shop's turn under its rate limit. The CRM's status,
+// Content-Type and body are passed back as they come (streamed); a
+// 401/403 of the CRM is the caller's news and changes nothing here.
+func (a *API) handleProxy(c echo.Context) (err error) {
+	r := c.Request()
+	outcome := ""
+	defer func() {
+		if outcome == "" {
+			outcome = a.d.Outcome(err)
+		}
+		c.Set("outcome", outcome)
+		a.d.Metrics.ProxyCall(r.Method, outcome)
+	}()
+	if !proxyMethods[r.Method] {
+		return echo.ErrMethodNotAllowed
+	}
+	id := c.Param("id")
+	if !validID(id) {
+		return store.ErrNotFound
+	}
+	raw, ok := strings.CutPrefix(r.URL.EscapedPath(), "/service/api/accounts/"+id+"/crm/")
+	if !ok {
+		return ErrBadPath
+	}
+	if _, err := crm.CleanAPIPath(raw); err != nil {
+		return ErrBadPath
+	}
+	if r.ContentLength > a.d.MaxBody {
+		return ErrTooLarge
+	}
+
+	ctx := r.Context()
+	acc, err := a.d.Accounts.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	c.Set("account_id", acc.ID)
+	// The flags, not Status(): a revoked key outranks frozen there, and
+	// each state must be named for what it is.
+	switch {
+	case !acc.Connected:
+		return ErrPending
+	case acc.Frozen:
+		return ErrFrozen
+	case !acc.Active:
+		return ErrInactive
+	case acc.KeyHealth == store.KeyRevoked:
+		return ErrKeyRevoked // the CRM would only answer 401; scopes_missing calls still go
+	}
+
+	fr := crm.ForwardRequest{
+		Method: r.Method, Path: raw, RawQuery: r.URL.RawQuery, Header: r.Header, ContentLength: r.ContentLength,
+	}
+	var body *capped
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body = &capped{r: r.Body, left: a.d.MaxBody}
+		fr.Body = body
+	}
+	if a.d.Pacer != nil {
+		fr.Wait = a.wait(c, acc.ID)
+	}
+	resp, err := a.d.CRM.Forward(ctx, acc.SystemURL, acc.APIKey, fr)
+	switch {
+	case err != nil && body != nil && body.over:
+		return ErrTooLarge
+	case err != nil && ctx.Err() != nil:
+		outcome = "canceled" // the caller left: nobody to answer
+		return nil
+	case err != nil:
+		return a.forwardError(c, err)
+	}
+	defer resp.Body.Close()
+	h := c.Response().Header()
+	for _, name := range passedBack {
+		if v := resp.Header.Get(name); v != "" {
+			h.Set(name, v)
+		}
+	}
+	h.Set("Cache-Control", "no-store")
+	outcome = "crm_" + metrics.StatusClass(resp.StatusCode)
+	c.Response().WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	if _, err := io.Copy(c.Response(), resp.Body); err != nil {
+		// The status is out: all that is left is to say so in the log.
+		a.d.Log.WarnContext(ctx, "proxied reply cut short", "account_id", acc.ID, "err", err)
+	}
+	return nil
+}
+
+// wait is the call's turn under the shop's rate limit, before every
+// attempt: a full queue answers 429 with Retry-After (whole seconds, at
+// least 1), nothing sent.
+func (a *API) wait(c echo.Context, accountID string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		d, err := a.d.Pacer.Wait(ctx, accountID)
+		a.d.Metrics.ProxyWait(d)
+		var full *ratelimit.QueueFullError
+		if errors.As(err, &full) {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(full.RetryAfter.Seconds())))))
+			return ErrQueueFull
+		}
+		return err
+	}
+}
+
+// forwardError turns what Forward returned into the reply's error. A
+// failure of the CRM's is wrapped as ErrCRMUnreachable with its text, not
+// its kind: the table's CRM rows word a register's failures.
+func (a *API) forwardError(c echo.Context, err error) error {
+	var crmErr *crm.Error
+	switch {
+	case errors.Is(err, ErrQueueFull):
+		return err
+	case errors.Is(err, crm.ErrBadPath):
+		return ErrBadPath
+	case errors.As(err, &crmErr):
+		a.d.Log.WarnContext(c.Request().Context(), "the shop's CRM did not answer a proxied call",
+			"account_id", c.Get("account_id"), "err", crmErr.Error())
+		return fmt.Errorf("%w: %s", ErrCRMUnreachable, crmErr.Error())
+	}
+	return err
+}
+
+// capped passes a body on up to its cap, then fails the read (the CRM
+// gets a cut request, which it refuses; the caller gets 413).
+type capped struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+var errOverCap = errors.New("serviceapi: body over the cap")
+
+func (b *capped) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a body of exactly the cap from a longer one.
+		var one [1]byte
+		if n, _ := b.r.Read(one[:]); n > 0 {
+			b.over = true
+			return 0, errOverCap
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
