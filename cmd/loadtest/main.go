@@ -91,7 +91,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	phases := fs.String("phases", "startup,config,register,accounts,wave", "phases to run, comma-separated")
+	phases := fs.String("phases", "startup,config,register,accounts,wave,proxy", "phases to run, comma-separated")
 	fs.IntVar(&o.conc, "c", 8, "concurrent connections for /config (service and baseline alike)")
 	fs.IntVar(&o.configReqs, "config-requests", 20000, "requests per target per round of /config")
 	fs.DurationVar(&o.configDur, "config-duration", 2*time.Second, "time limit per target per round of /config")
@@ -113,6 +113,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.waveShops, "wave-shops", 300, "distinct shops connecting in the wave phase")
 	fs.IntVar(&o.waveCalls, "wave-callbacks", 1000, "activity callbacks in the wave phase")
 	fs.IntVar(&o.waveConc, "wave-c", 4, "concurrent requests in the wave phase")
+	addProxyFlags(fs) // proxy.go
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -131,7 +132,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	o.phases = strings.Split(*phases, ",")
 	for _, p := range o.phases {
-		if !slices.Contains([]string{"startup", "config", "register", "accounts", "wave"}, p) {
+		if !slices.Contains([]string{"startup", "config", "register", "accounts", "wave", "proxy"}, p) {
 			return fmt.Errorf("unknown phase %q", p)
 		}
 	}
@@ -162,6 +163,11 @@ func runPhases(ctx context.Context, o options, r *report) error {
 	if has(o.phases, "startup") {
 		if err := phaseStartup(ctx, o, r); err != nil {
 			return fmt.Errorf("startup: %w", err)
+		}
+	}
+	if has(o.phases, "proxy") { // proxy.go: a service instance of its own
+		if err := phaseProxy(ctx, o, r); err != nil {
+			return fmt.Errorf("proxy: %w", err)
 		}
 	}
 	if !has(o.phases, "config") && !has(o.phases, "register") && !has(o.phases, "accounts") && !has(o.phases, "wave") {

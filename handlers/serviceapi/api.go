@@ -55,9 +55,10 @@ type CRM interface {
 	Forward(ctx context.Context, systemURL string, apiKey redact.Secret, r crm.ForwardRequest) (*http.Response, error)
 }
 
-// Pacer gives each call its turn under a shop's rate limit (ratelimit.Pacer).
+// Pacer hands out each call's turn under a shop's rate limit
+// (ratelimit.Pacer): how long until it, or *ratelimit.QueueFullError.
 type Pacer interface {
-	Wait(ctx context.Context, key string) (time.Duration, error)
+	Reserve(ctx context.Context, key string) (time.Duration, error)
 }
 
 var (

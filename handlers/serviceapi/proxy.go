@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -65,6 +66,17 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 	}
 
 	ctx := r.Context()
+	// The shop's first turn is asked for while the account is read: two
+	// Redis round trips at once. A turn taken for a call refused below is
+	// lost, which only spares the CRM a call.
+	var turn chan reservation
+	if a.d.Pacer != nil {
+		turn = make(chan reservation, 1)
+		go func() {
+			d, err := a.d.Pacer.Reserve(ctx, id)
+			turn <- reservation{d, err}
+		}()
+	}
 	acc, err := a.d.Accounts.Get(ctx, id)
 	if err != nil {
 		return err
@@ -91,8 +103,8 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 		body = &capped{r: r.Body, left: a.d.MaxBody}
 		fr.Body = body
 	}
-	if a.d.Pacer != nil {
-		fr.Wait = a.wait(c, acc.ID)
+	if turn != nil {
+		fr.Wait = a.wait(c, acc.ID, turn)
 	}
 	resp, err := a.d.CRM.Forward(ctx, acc.SystemURL, acc.APIKey, fr)
 	switch {
@@ -124,19 +136,45 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 	return nil
 }
 
+// reservation is a turn asked for ahead.
+type reservation struct {
+	in  time.Duration
+	err error
+}
+
 // wait is the call's turn under the shop's rate limit, before every
-// attempt: a full queue answers 429 with Retry-After (whole seconds, at
-// least 1), nothing sent.
-func (a *API) wait(c echo.Context, accountID string) func(context.Context) error {
+// attempt (the first one's was asked for ahead, in turn): a full queue
+// answers 429 with Retry-After (whole seconds, at least 1), nothing sent.
+func (a *API) wait(c echo.Context, accountID string, turn <-chan reservation) func(context.Context) error {
+	first := true
 	return func(ctx context.Context) error {
-		d, err := a.d.Pacer.Wait(ctx, accountID)
-		a.d.Metrics.ProxyWait(d)
+		var res reservation
+		if first {
+			first = false
+			res = <-turn
+		} else {
+			res.in, res.err = a.d.Pacer.Reserve(ctx, accountID)
+		}
 		var full *ratelimit.QueueFullError
-		if errors.As(err, &full) {
+		if errors.As(res.err, &full) {
 			c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(full.RetryAfter.Seconds())))))
 			return ErrQueueFull
 		}
-		return err
+		if res.err != nil {
+			return res.err
+		}
+		a.d.Metrics.ProxyWait(res.in)
+		if res.in <= 0 {
+			return nil
+		}
+		t := time.NewTimer(res.in)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		}
 	}
 }
 
