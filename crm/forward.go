@@ -7,9 +7,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/modulehub/simpleconnect/redact"
@@ -67,8 +69,13 @@ type ForwardRequest struct {
 	Body          io.Reader // nil: no body
 	ContentLength int64     // -1: unknown
 	// Wait, when set, is called before every attempt, retries included:
-	// the shop's rate limit. Its error ends the call (nothing more sent).
-	Wait func(ctx context.Context) error
+	// the attempt's turn under the shop's rate limit. Ready, when set, is
+	// called once the attempt has its connection, just before the request
+	// is written: the last moment to check the turn was not missed (a new
+	// connection's dial and TLS handshake take time). An error of either
+	// ends the call, nothing of the attempt written.
+	Wait  func(ctx context.Context) error
+	Ready func(ctx context.Context) error
 }
 
 // hopHeaders are the hop-by-hop headers (RFC 9110 §7.6.1 and the
@@ -143,27 +150,23 @@ func (c *Client) Forward(ctx context.Context, systemURL string, apiKey redact.Se
 	target.RawQuery = r.RawQuery
 	header := ForwardHeader(r.Header, apiKey)
 
-	if r.Wait != nil {
-		if err := r.Wait(ctx); err != nil {
-			return nil, err
-		}
-	}
-	// The deadline starts once the first turn came: a wait in the shop's
-	// queue is the limiter's to bound, CRM_TIMEOUT bounds the CRM.
-	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	// The deadline covers the attempts, their backoffs and their waits for
+	// a turn; a turn is at most the limiter's bounded wait away.
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout+waitAllowance)
 	ctx = context.WithValue(ctx, opKey{}, &call{op: "proxy"})
 	retries := 0
 	if retriable(r) {
 		retries = c.opts.Retries
 	}
 	for attempt := 0; ; attempt++ {
-		if attempt > 0 && r.Wait != nil {
+		if r.Wait != nil {
 			if err := r.Wait(ctx); err != nil {
 				cancel()
 				return nil, err
 			}
 		}
-		req, err := http.NewRequestWithContext(ctx, r.Method, target.String(), r.Body)
+		actx, turn := c.turnHook(ctx, r.Ready)
+		req, err := http.NewRequestWithContext(actx, r.Method, target.String(), r.Body)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("crm forward: %w", err)
@@ -174,6 +177,13 @@ func (c *Client) Forward(ctx context.Context, systemURL string, apiKey redact.Se
 			req.ContentLength = 0
 		}
 		resp, err := c.transport.RoundTrip(req)
+		if werr := turn.err(); werr != nil {
+			if resp != nil {
+				_ = resp.Body.Close()
+			}
+			cancel()
+			return nil, werr
+		}
 		if err != nil {
 			cancel()
 			kind := ErrUnavailable
@@ -199,6 +209,52 @@ func (c *Client) Forward(ctx context.Context, systemURL string, apiKey redact.Se
 		case <-t.C:
 		}
 	}
+}
+
+// waitAllowance is added to Options.Timeout for a proxied call: the time
+// its turns under the shop's rate limit may take (the service bounds a
+// wait at 5 s).
+const waitAllowance = 5 * time.Second
+
+// turn is one attempt's last check of its turn, run by the transport once
+// it has a connection: its error cancels the attempt before anything is
+// written.
+type turn struct {
+	mu     sync.Mutex
+	failed error
+}
+
+func (t *turn) err() error {
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.failed
+}
+
+// turnHook returns the attempt's context: with ready set, an httptrace
+// hook on GotConn (called in the caller's goroutine before the request is
+// written, for HTTP/1 and HTTP/2 alike) runs it, and cancels the attempt
+// when it fails.
+func (c *Client) turnHook(ctx context.Context, wait func(context.Context) error) (context.Context, *turn) {
+	if wait == nil {
+		return ctx, nil
+	}
+	actx, cancel := context.WithCancel(ctx)
+	t := &turn{}
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) {
+		if err := wait(actx); err != nil {
+			t.mu.Lock()
+			t.failed = err
+			t.mu.Unlock()
+			cancel()
+		}
+	}}
+	// The attempt's cancel is not called on success: it ends with ctx (the
+	// call's, cancelled when the reply is closed).
+	_ = cancel
+	return httptrace.WithClientTrace(actx, trace), t
 }
 
 // backoff is the wait before retry attempt+1: the CRM's Retry-After in

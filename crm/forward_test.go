@@ -134,3 +134,26 @@ func TestForwardFollowsNoRedirectAndDialsOnlyPublicAddresses(t *testing.T) {
 	assert.ErrorIs(t, err, crm.ErrBlocked)
 	assert.Len(t, fake.Calls(), 1, "nothing more reached it")
 }
+
+// Ready runs once the attempt has its connection, before anything is
+// written: its refusal sends nothing.
+func TestForwardChecksTheTurnOnceConnectedAndSendsNothingWhenItFails(t *testing.T) {
+	fake := crmtest.New(t)
+	missed := errors.New("turn missed")
+	var readyCalls int
+	_, err := forwardClient().Forward(t.Context(), fake.URL, "k", crm.ForwardRequest{
+		Method: "GET", Path: "api/v5/orders",
+		Ready: func(context.Context) error { readyCalls++; return missed },
+	})
+	assert.ErrorIs(t, err, missed)
+	assert.Equal(t, 1, readyCalls)
+	assert.Empty(t, fake.Calls(), "the connection was made, the request never written")
+
+	resp, err := forwardClient().Forward(t.Context(), fake.URL, "k", crm.ForwardRequest{
+		Method: "GET", Path: "api/v5/orders", Ready: func(context.Context) error { readyCalls++; return nil },
+	})
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, 2, readyCalls)
+	assert.Len(t, fake.Calls(), 1)
+}

@@ -56,9 +56,11 @@ type CRM interface {
 }
 
 // Pacer hands out each call's turn under a shop's rate limit
-// (ratelimit.Pacer): how long until it, or *ratelimit.QueueFullError.
+// (ratelimit.Pacer): how long until it, or *ratelimit.QueueFullError;
+// Interval is the time between two turns.
 type Pacer interface {
 	Reserve(ctx context.Context, key string) (time.Duration, error)
+	Interval() time.Duration
 }
 
 var (

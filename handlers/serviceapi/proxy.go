@@ -74,7 +74,7 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 		turn = make(chan reservation, 1)
 		go func() {
 			d, err := a.d.Pacer.Reserve(ctx, id)
-			turn <- reservation{d, err}
+			turn <- reservation{time.Now().Add(d), d, err}
 		}()
 	}
 	acc, err := a.d.Accounts.Get(ctx, id)
@@ -104,7 +104,7 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 		fr.Body = body
 	}
 	if turn != nil {
-		fr.Wait = a.wait(c, acc.ID, turn)
+		fr.Wait, fr.Ready = a.turns(c, acc.ID, turn)
 	}
 	resp, err := a.d.CRM.Forward(ctx, acc.SystemURL, acc.APIKey, fr)
 	switch {
@@ -136,25 +136,34 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 	return nil
 }
 
-// reservation is a turn asked for ahead.
+// reservation is a turn: when it is (on this process's clock, taken when
+// Redis answered), how far ahead it was, or why there is none.
 type reservation struct {
+	at  time.Time
 	in  time.Duration
 	err error
 }
 
-// wait is the call's turn under the shop's rate limit, before every
-// attempt (the first one's was asked for ahead, in turn): a full queue
-// answers 429 with Retry-After (whole seconds, at least 1), nothing sent.
-func (a *API) wait(c echo.Context, accountID string, turn <-chan reservation) func(context.Context) error {
+// maxRetakes bounds how often a call that missed its turn takes a new one.
+const maxRetakes = 3
+
+// turns are the call's waits under the shop's rate limit (crm.Forward's
+// Wait and Ready): before every attempt, its turn (the first one's was
+// asked for ahead, in turn); a full queue answers 429 with Retry-After
+// (whole seconds, at least 1), nothing sent.
+//
+// A turn is a moment, not a ticket: an attempt that has its connection
+// more than a fifth of an interval after its turn (a new connection's
+// dial and TLS handshake, a process starved of CPU) takes a new one
+// instead of going at once. Calls late together would otherwise reach the
+// CRM together, more than its rate in one second. A fifth stays under the
+// pacer's 5% margin over ten turns (ratelimit.Pacer), leaving the rest for
+// jitter on the way.
+func (a *API) turns(c echo.Context, accountID string, ahead <-chan reservation) (wait, ready func(context.Context) error) {
 	first := true
-	return func(ctx context.Context) error {
-		var res reservation
-		if first {
-			first = false
-			res = <-turn
-		} else {
-			res.in, res.err = a.d.Pacer.Reserve(ctx, accountID)
-		}
+	var at time.Time // the current attempt's turn
+	var waited time.Duration
+	take := func(ctx context.Context, res reservation) error {
 		var full *ratelimit.QueueFullError
 		if errors.As(res.err, &full) {
 			c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(full.RetryAfter.Seconds())))))
@@ -163,18 +172,47 @@ func (a *API) wait(c echo.Context, accountID string, turn <-chan reservation) fu
 		if res.err != nil {
 			return res.err
 		}
-		a.d.Metrics.ProxyWait(res.in)
-		if res.in <= 0 {
-			return nil
+		at, waited = res.at, waited+res.in
+		return sleepUntil(ctx, res.at)
+	}
+	reserve := func(ctx context.Context) reservation {
+		d, err := a.d.Pacer.Reserve(ctx, accountID)
+		return reservation{time.Now().Add(d), d, err}
+	}
+	wait = func(ctx context.Context) error {
+		res := reservation{}
+		if first {
+			first, res = false, <-ahead
+		} else {
+			res = reserve(ctx)
 		}
-		t := time.NewTimer(res.in)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			return nil
+		waited = 0
+		return take(ctx, res)
+	}
+	ready = func(ctx context.Context) error {
+		for retakes := 0; retakes < maxRetakes && time.Since(at) > a.d.Pacer.Interval()/5; retakes++ {
+			if err := take(ctx, reserve(ctx)); err != nil {
+				return err
+			}
 		}
+		a.d.Metrics.ProxyWait(waited)
+		return nil
+	}
+	return wait, ready
+}
+
+func sleepUntil(ctx context.Context, at time.Time) error {
+	d := time.Until(at)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
