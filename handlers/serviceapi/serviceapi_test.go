@@ -228,6 +228,17 @@ func TestTheProxySendsNothingForAShopThatIsNotActive(t *testing.T) {
 		assert.Equal(t, "inactive", r.problem(t, 409))
 		assert.Contains(t, r.body, "inactive")
 
+		_, err = e.store().SetActivity(t.Context(), acc.ID, store.State{Active: true}, store.Lease{})
+		require.NoError(t, err)
+		_, _, err = e.store().SetKeyHealth(t.Context(), acc.ID, acc.KeySeq, store.KeyRevoked, nil)
+		require.NoError(t, err)
+		r = e.get(path, serviceToken)
+		assert.Equal(t, "key_revoked", r.problem(t, 409), "a key the health check found refused is not tried")
+		assert.Contains(t, r.body, "key_revoked")
+		_, _, err = e.store().SetKeyHealth(t.Context(), acc.ID, acc.KeySeq, store.KeyScopesMissing, []string{"order_write"})
+		require.NoError(t, err)
+		assert.Equal(t, 200, e.get(path, serviceToken).StatusCode, "a key short of a scope still calls what it may")
+
 		first := e.fake
 		e.fake = crmtest.New(t, crmtest.Edit("key-pending", crmtest.Status(503)))
 		pending := e.connect("key-pending")
@@ -236,9 +247,13 @@ func TestTheProxySendsNothingForAShopThatIsNotActive(t *testing.T) {
 		assert.Contains(t, r.body, "pending")
 		assert.Equal(t, 404, e.get("/service/api/accounts/01AAAAAAAAAAAAAAAAAAAAAAAA/crm/api/v5/orders", serviceToken).StatusCode)
 
+		orders := 0
 		for _, c := range append(first.Calls(), e.fake.Calls()...) {
-			assert.NotEqual(t, "/api/v5/orders", c.Path, "nothing reached either CRM's API")
+			if c.Path == "/api/v5/orders" {
+				orders++
+			}
 		}
+		assert.Equal(t, 1, orders, "only the scopes_missing call reached a CRM's API")
 	})
 }
 
