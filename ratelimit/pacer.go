@@ -96,3 +96,12 @@ func (p *Pacer) Wait(ctx context.Context, key string) (time.Duration, error) {
 
 // Interval is the time between two requests to one shop.
 func (p *Pacer) Interval() time.Duration { return p.interval }
+
+// Slack is how late a request may still go after its turn. What keeps the
+// CRM at its rate in any one second is the margin: the turns of one
+// second's worth of requests span 5% more than a second, 50 ms, whatever
+// the rate; only the difference between how late the first and the last
+// of them go eats into it. Slack takes two fifths of that margin for
+// lateness and leaves the rest for jitter on the way. A request later
+// than Slack should take a new turn.
+func (p *Pacer) Slack() time.Duration { return time.Second * marginPercent / 100 * 2 / 5 }

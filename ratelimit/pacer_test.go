@@ -75,3 +75,11 @@ func TestPacerWaitEndsWithTheCaller(t *testing.T) {
 		assert.ErrorIs(t, err, context.Canceled, "a caller who left does not wait out its slot")
 	})
 }
+
+func TestSlackIsPartOfTheMarginWhateverTheRate(t *testing.T) {
+	for _, rate := range []int{1, 10, 1000, 1_000_000} {
+		p := ratelimit.NewPacer(nil, "x", rate, time.Second)
+		assert.Equal(t, 20*time.Millisecond, p.Slack(), "rate %d", rate)
+		assert.Less(t, p.Slack(), time.Second*5/100, "under the margin one second's turns carry")
+	}
+}

@@ -57,10 +57,10 @@ type CRM interface {
 
 // Pacer hands out each call's turn under a shop's rate limit
 // (ratelimit.Pacer): how long until it, or *ratelimit.QueueFullError;
-// Interval is the time between two turns.
+// Slack is how late a call may still go after its turn.
 type Pacer interface {
 	Reserve(ctx context.Context, key string) (time.Duration, error)
-	Interval() time.Duration
+	Slack() time.Duration
 }
 
 var (

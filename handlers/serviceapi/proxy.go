@@ -153,12 +153,10 @@ const maxRetakes = 3
 // (whole seconds, at least 1), nothing sent.
 //
 // A turn is a moment, not a ticket: an attempt that has its connection
-// more than a fifth of an interval after its turn (a new connection's
-// dial and TLS handshake, a process starved of CPU) takes a new one
-// instead of going at once. Calls late together would otherwise reach the
-// CRM together, more than its rate in one second. A fifth stays under the
-// pacer's 5% margin over ten turns (ratelimit.Pacer), leaving the rest for
-// jitter on the way.
+// later than the pacer's slack after its turn (a new connection's dial
+// and TLS handshake, a process starved of CPU) takes a new one instead of
+// going at once. Calls late together would otherwise reach the CRM
+// together, more than its rate in one second.
 func (a *API) turns(c echo.Context, accountID string, ahead <-chan reservation) (wait, ready func(context.Context) error) {
 	first := true
 	var at time.Time // the current attempt's turn
@@ -190,7 +188,7 @@ func (a *API) turns(c echo.Context, accountID string, ahead <-chan reservation) 
 		return take(ctx, res)
 	}
 	ready = func(ctx context.Context) error {
-		for retakes := 0; retakes < maxRetakes && time.Since(at) > a.d.Pacer.Interval()/5; retakes++ {
+		for retakes := 0; retakes < maxRetakes && time.Since(at) > a.d.Pacer.Slack(); retakes++ {
 			if err := take(ctx, reserve(ctx)); err != nil {
 				return err
 			}
