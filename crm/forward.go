@@ -190,7 +190,10 @@ func (c *Client) Forward(ctx context.Context, systemURL string, apiKey redact.Se
 			if isGuardRefusal(err) {
 				kind = ErrBlocked
 			}
-			return nil, &Error{Kind: kind, Op: "proxy", Transport: clean(err.Error(), apiKey.Reveal())}
+			// Logs carry no query (the caller's filters may name people):
+			// should the error quote the URL, only the host stays.
+			msg := strings.ReplaceAll(err.Error(), target.String(), target.Scheme+"://"+target.Host+"/…")
+			return nil, &Error{Kind: kind, Op: "proxy", Transport: clean(msg, apiKey.Reveal())}
 		}
 		retry := attempt < retries && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable)
 		if !retry {

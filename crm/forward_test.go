@@ -157,3 +157,15 @@ func TestForwardChecksTheTurnOnceConnectedAndSendsNothingWhenItFails(t *testing.
 	assert.Equal(t, 2, readyCalls)
 	assert.Len(t, fake.Calls(), 1)
 }
+
+// A failed proxied call's error names the host, never the path's query.
+func TestAForwardErrorQuotesNoQuery(t *testing.T) {
+	down := crmtest.New(t)
+	down.Close()
+	_, err := forwardClient().Forward(t.Context(), down.URL, "shop-key-quoted", crm.ForwardRequest{
+		Method: "GET", Path: "api/v5/orders", RawQuery: "filter%5Bemail%5D=ann%40example.com",
+	})
+	require.ErrorIs(t, err, crm.ErrUnavailable)
+	assert.NotContains(t, err.Error(), "ann")
+	assert.NotContains(t, err.Error(), "shop-key-quoted")
+}
