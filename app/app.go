@@ -38,6 +38,9 @@ type Options struct {
 	RedisHooks []redis.Hook
 	// Wrap, when set, wraps the HTTP handler.
 	Wrap func(http.Handler) http.Handler
+	// ProxyMaxWait bounds a proxied call's wait for its turn; 0:
+	// ProxyMaxWait (serviceapi.go).
+	ProxyMaxWait time.Duration
 }
 
 // App is the built service, not yet serving.
@@ -116,6 +119,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts, Sealing: accounts, Tokens: issuer,
 		Failures: failures, Attempts: attempts, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies),
 		Addresses: &addresses, Metrics: m, Settings: schema,
+		ServiceAPI: ServiceAPI(cfg, log, accounts, crmClient, m, o.ProxyMaxWait),
 	})
 	if o.Wrap != nil {
 		handler = o.Wrap(handler)

@@ -121,6 +121,12 @@ type Config struct {
 	KeyCheckInterval time.Duration `envconfig:"KEY_CHECK_INTERVAL" default:"24h"`
 	LogFormat        string        `envconfig:"LOG_FORMAT" default:"text"`
 	LogLevel         slog.Level    `envconfig:"LOG_LEVEL" default:"info"`
+
+	// The service API for the module's own services (docs/service-api.md):
+	// their bearer tokens, never valid on the admin API (nor admin tokens
+	// here), and the CRM proxy's rate per shop across replicas.
+	ServiceTokens    SecretList `envconfig:"SERVICE_TOKEN"`
+	CRMRatePerSecond int        `envconfig:"CRM_RATE_PER_SECOND" default:"10"`
 }
 
 // The defaults of the two limits, for code that builds a Config literal
@@ -217,6 +223,9 @@ func (c *Config) applyDefaults() {
 func (c Config) WithDefaults() Config {
 	c.CRMAllowedHosts = slices.Clone(c.CRMAllowedHosts)
 	c.applyDefaults()
+	if c.CRMRatePerSecond == 0 { // a literal leaves it out; the environment's default is the tag's
+		c.CRMRatePerSecond = DefaultCRMRatePerSecond
+	}
 	return c
 }
 
@@ -267,6 +276,7 @@ func (c Config) Validate() error {
 		{"REDIS_CLUSTER_ADDRS", c.RedisClusterAddrs}, {"REDIS_SENTINEL_ADDRS", c.RedisSentinelAddrs},
 		{"CRM_ALLOWED_HOSTS", c.CRMAllowedHosts}, {"CRM_DOMAINS_URL", c.CRMDomainsURLs},
 		{"TRUSTED_PROXIES", c.TrustedProxies}, {"ADMIN_TOKEN", c.AdminTokens.strings()},
+		{"SERVICE_TOKEN", c.ServiceTokens.strings()},
 	} {
 		if err := checkItems(l.items); err != nil {
 			bad(l.name, "%v", err)
@@ -366,6 +376,7 @@ func (c Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("LOG_FORMAT", "must be text or json")
 	}
+	errs = append(errs, c.validateServiceAPI()...)
 	return errors.Join(errs...)
 }
 

@@ -38,6 +38,8 @@ var listVariables = []listVariable{
 		func(c config.Config) []string { return c.ModuleScopes }},
 	{"ADMIN_TOKEN", [2]string{"admin-token-0123456789", "admin-token-abcdefghij"}, nil,
 		func(c config.Config) []string { return strs(c.AdminTokens) }},
+	{"SERVICE_TOKEN", [2]string{"service-token-0123456789", "service-token-abcdefghij"}, nil,
+		func(c config.Config) []string { return strs(c.ServiceTokens) }},
 	{"ENCRYPTION_KEY", [2]string{key1B64, key2B64}, nil,
 		func(c config.Config) []string { return []string{b64(c.EncryptionKeys[0]), b64(c.EncryptionKeys[1])} }},
 	{"TOKEN_SIGNING_KEY", [2]string{key1B64, key2B64}, nil,

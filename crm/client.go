@@ -122,6 +122,8 @@ func (o *Options) defaults() {
 type Client struct {
 	opts Options
 	http *resty.Client
+	// transport is the guarded transport resty uses, for Forward.
+	transport http.RoundTripper
 }
 
 // New returns a Client whose every connection goes through the outbound
@@ -138,7 +140,7 @@ func New(o Options) *Client {
 		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   4,
+		MaxIdleConnsPerHost:   32, // the CRM proxy sends one shop many calls at once; each connection is reused
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: o.Timeout,
@@ -147,6 +149,7 @@ func New(o Options) *Client {
 	if o.OnAttempt != nil {
 		transport = observed{next: base, report: o.OnAttempt}
 	}
+	guarded := transport // Forward's: a proxied call keeps its own deadlines
 	// Each attempt gets at most half the budget, so a hung first attempt
 	// leaves room for a second one within Timeout.
 	transport = attemptTimeout{next: transport, limit: o.Timeout / 2}
@@ -163,7 +166,7 @@ func New(o Options) *Client {
 		SetRetryAfter(retryAfter).
 		AddRetryCondition(shouldRetry)
 	rc.SetLogger(discardLogger{}) // resty's own warnings could quote request details
-	return &Client{opts: o, http: rc}
+	return &Client{opts: o, http: rc, transport: guarded}
 }
 
 // shouldRetry retries rate limits, server errors and timeouts; never a
@@ -355,7 +358,8 @@ func (a attemptTimeout) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// cancelOnClose ends an attempt's deadline once its body is closed.
+// cancelOnClose ends a context (an attempt's deadline, a forwarded call)
+// once the reply's body is closed.
 type cancelOnClose struct {
 	io.ReadCloser
 	cancel context.CancelFunc

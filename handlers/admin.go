@@ -3,6 +3,7 @@ package handlers
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modulehub/simpleconnect/handlers/serviceapi"
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/store"
 )
@@ -26,8 +28,10 @@ var (
 // one of the configured tokens (several, for rotation). Every token is
 // compared, in constant time, over fixed-size digests so the length of a
 // token leaks nothing either. With no token configured the API does not
-// exist.
-func requireBearer(tokens []redact.Secret) echo.MiddlewareFunc {
+// exist. realm names the API in WWW-Authenticate; the id of the token that
+// matched (its digest's first 12 hex digits, stable across rotation) is
+// left in the context for audit (serviceapi.TokenIDKey).
+func requireBearer(tokens []redact.Secret, realm string) echo.MiddlewareFunc {
 	digests := make([][32]byte, 0, len(tokens))
 	for _, t := range tokens {
 		digests = append(digests, sha256.Sum256([]byte(t.Reveal())))
@@ -40,18 +44,21 @@ func requireBearer(tokens []redact.Secret) echo.MiddlewareFunc {
 			auth := c.Request().Header.Get(echo.HeaderAuthorization)
 			given, ok := strings.CutPrefix(auth, "Bearer ")
 			if !ok || given == "" {
-				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="admin"`)
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`"`)
 				return errAdminAuth
 			}
 			got := sha256.Sum256([]byte(given))
-			match := 0
-			for _, d := range digests {
-				match |= subtle.ConstantTimeCompare(got[:], d[:])
+			match, which := 0, 0
+			for i, d := range digests {
+				eq := subtle.ConstantTimeCompare(got[:], d[:])
+				match |= eq
+				which = subtle.ConstantTimeSelect(eq, i, which)
 			}
 			if match != 1 {
-				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="admin", error="invalid_token"`)
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`", error="invalid_token"`)
 				return errAdminAuth
 			}
+			c.Set(serviceapi.TokenIDKey, hex.EncodeToString(digests[which][:6]))
 			return next(c)
 		}
 	}

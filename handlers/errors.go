@@ -10,6 +10,7 @@ import (
 
 	"github.com/modulehub/simpleconnect/connect"
 	"github.com/modulehub/simpleconnect/crm"
+	"github.com/modulehub/simpleconnect/handlers/serviceapi"
 	"github.com/modulehub/simpleconnect/i18n"
 	"github.com/modulehub/simpleconnect/store"
 	"github.com/modulehub/simpleconnect/verify"
@@ -80,6 +81,15 @@ var replies = []reply{
 	{errNotActive, http.StatusConflict, "not_active", "error.not_active", false},
 	{errTooManyFailures, http.StatusTooManyRequests, "too_many_failures", "card.too_many_failures", false},
 	{errShopBusy, http.StatusTooManyRequests, "shop_busy", "card.shop_busy", false},
+	// The service API (handlers/serviceapi): nothing was sent to the CRM.
+	{serviceapi.ErrBadPath, http.StatusBadRequest, "bad_path", "service.bad_path", false},
+	{serviceapi.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", "service.too_large", false},
+	{serviceapi.ErrPending, http.StatusConflict, "not_connected", "service.pending", false},
+	{serviceapi.ErrInactive, http.StatusConflict, "inactive", "service.inactive", false},
+	{serviceapi.ErrFrozen, http.StatusConflict, "frozen", "service.frozen", false},
+	{serviceapi.ErrKeyRevoked, http.StatusConflict, "key_revoked", "service.key_revoked", false},
+	{serviceapi.ErrQueueFull, http.StatusTooManyRequests, "crm_rate_limited", "service.crm_rate_limited", false},
+	{serviceapi.ErrCRMUnreachable, http.StatusBadGateway, "crm_unreachable", "service.crm_unreachable", false},
 	{errNotFound, http.StatusNotFound, "not_found", "card.not_found", false},
 	{errMethodNotAllow, http.StatusMethodNotAllowed, "method_not_allowed", "card.method_not_allowed", false},
 }
@@ -159,8 +169,8 @@ func styleOf(path string) style {
 	switch {
 	case path == "/config" || path == "/register" || path == "/activity":
 		return webhookStyle
-	case strings.HasPrefix(path, "/admin/api/"):
-		return adminStyle
+	case strings.HasPrefix(path, "/admin/api/") || strings.HasPrefix(path, "/service/api/"):
+		return adminStyle // the service API answers with the same problems
 	default:
 		return pageStyle
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/modulehub/simpleconnect/handlers/serviceapi"
 )
 
 // requestID takes the caller's X-Request-ID when it is a sane token, else
@@ -180,13 +182,18 @@ func servesJSON(path string) bool {
 	case "/config", "/register", "/activity", "/healthz", "/readyz", "/metrics":
 		return true
 	}
-	return strings.HasPrefix(path, "/admin/api/")
+	return strings.HasPrefix(path, "/admin/api/") || strings.HasPrefix(path, "/service/api/")
 }
 
 // bodyLimit caps request bodies; the error handler answers in the caller's
 // shape.
 func bodyLimit(limit string) echo.MiddlewareFunc {
-	return middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: limit})
+	return middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
+		Limit: limit,
+		// The CRM proxy streams a body to the shop's CRM under a cap of its
+		// own (serviceapi.DefaultMaxBody): orders are larger than forms.
+		Skipper: func(c echo.Context) bool { return c.Path() == serviceapi.ProxyRoute },
+	})
 }
 
 // noStore keeps account pages out of caches.

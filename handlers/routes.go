@@ -51,12 +51,21 @@ func (s *server) routes(e *echo.Echo) {
 	}
 
 	// The admin API (docs/admin-api.md): bearer tokens, JSON problems.
-	admin := e.Group("/admin/api", requireBearer(s.cfg.AdminTokens))
+	admin := e.Group("/admin/api", requireBearer(s.cfg.AdminTokens, "admin"))
 	admin.GET("/accounts", s.handleAdminList)
 	admin.GET("/accounts/:id", s.handleAdminGet)
 	admin.POST("/accounts/:id/deactivate", s.handleAdminDeactivate)
 	admin.POST("/accounts/:id/resync", s.handleAdminResync)
 	admin.GET("/events", s.handleAdminEvents)
 	admin.POST("/reseal", s.handleAdminReseal)
+	admin.GET("/openapi.yaml", handleOpenAPI)
 	admin.Any("/*", func(echo.Context) error { return errNotFound })
+
+	// The service API (docs/service-api.md): the module's own services,
+	// with tokens of their own (SERVICE_TOKEN), the same problems.
+	service := e.Group("/service/api", requireBearer(s.serviceTokens(), "service"))
+	if s.service != nil {
+		s.service.Mount(service)
+	}
+	service.Any("/*", func(echo.Context) error { return errNotFound })
 }

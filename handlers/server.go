@@ -10,6 +10,7 @@ import (
 
 	"github.com/modulehub/simpleconnect/config"
 	"github.com/modulehub/simpleconnect/connect"
+	"github.com/modulehub/simpleconnect/handlers/serviceapi"
 	"github.com/modulehub/simpleconnect/i18n"
 	"github.com/modulehub/simpleconnect/metrics"
 	"github.com/modulehub/simpleconnect/redact"
@@ -94,6 +95,9 @@ type Deps struct {
 	// Settings are the module's connection variables (MODULE_SETTINGS_FILE);
 	// the zero Schema: the account page has no settings form.
 	Settings settings.Schema
+	// ServiceAPI serves /service/api behind SERVICE_TOKEN; nil (or no
+	// token configured): every path there answers 404.
+	ServiceAPI *serviceapi.API
 }
 
 // server carries what handlers share.
@@ -113,6 +117,7 @@ type server struct {
 	pages     *pages
 	words     *i18n.Catalogs
 	settings  settings.Schema
+	service   *serviceapi.API
 
 	// configBody is /config's reply, encoded once: it depends only on the config.
 	configBody []byte
@@ -126,7 +131,7 @@ func New(d Deps) *echo.Echo {
 	s := &server{
 		cfg: d.Config, log: d.Log, connector: d.Connector, accounts: d.Accounts, sessions: d.Sessions, store: d.Store, sealing: d.Sealing, tokens: d.Tokens,
 		failures: d.Failures, attempts: d.Attempts, metrics: d.Metrics, pages: mustParsePages(),
-		words: i18n.MustLoad(), settings: d.Settings,
+		words: i18n.MustLoad(), settings: d.Settings, service: d.ServiceAPI,
 	}
 	if d.Addresses != nil {
 		s.addresses = *d.Addresses

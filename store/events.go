@@ -41,6 +41,8 @@ type Event struct {
 	At                time.Time `json:"at"`
 	KeyChanged        bool      `json:"key_changed,omitempty"`
 	PreviousSystemURL string    `json:"previous_system_url,omitempty"`
+	// Reader names the service token of a credentials.read (audit.go).
+	Reader string `json:"reader,omitempty"`
 }
 
 // EventsStream is the Redis key of the event stream, for consumers.
@@ -65,6 +67,7 @@ func (s *Redis) Events(ctx context.Context, after string, count int64) ([]Event,
 		out = append(out, Event{
 			StreamID: m.ID, Type: str("type"), AccountID: str("account_id"), SystemURL: str("system_url"),
 			Status: Status(str("status")), At: at, KeyChanged: kc, PreviousSystemURL: str("previous_system_url"),
+			Reader: str("reader"),
 		})
 	}
 	return out, nil

@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,8 +50,12 @@ func run(args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	seen := &rate{}
 	fake, err := crmtest.Start(*listen, crmtest.OnCall(func(c crmtest.Call) {
-		fmt.Fprintf(out, "    [fake CRM] %s %s (X-API-KEY %s)\n", c.Method, c.Path, mask(c.APIKey()))
+		// The key it saw (masked) and the rate it saw: a module's services
+		// call orders through the service's proxy, which must keep to the
+		// CRM's ten a second.
+		fmt.Fprintf(out, "    [fake CRM] %s %s (X-API-KEY %s, %d in the last second)\n", c.Method, c.Path, mask(c.APIKey()), seen.add(c.At))
 		if *serve && c.Module != nil {
 			// By hand, the next step needs the clientId: this fake CRM and
 			// its keys exist only on this machine, so it is shown whole.
@@ -227,4 +232,23 @@ func mask(s string) string {
 		return "***"
 	}
 	return s[:4] + "…"
+}
+
+// rate counts the calls of the last second.
+type rate struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (r *rate) add(t time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keep := r.at[:0]
+	for _, x := range r.at {
+		if t.Sub(x) < time.Second {
+			keep = append(keep, x)
+		}
+	}
+	r.at = append(keep, t)
+	return len(r.at)
 }

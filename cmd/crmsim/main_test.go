@@ -62,3 +62,17 @@ func TestSimulatorReportsAWrongSecret(t *testing.T) {
 	assert.Contains(t, err.Error(), "invalid token")
 	assert.True(t, strings.Contains(out.String(), "success=false"), out.String())
 }
+
+func TestTheFakeCRMSaysTheRateItSaw(t *testing.T) {
+	r := &rate{}
+	t0 := time.Now()
+	assert.Equal(t, 1, r.add(t0))
+	assert.Equal(t, 2, r.add(t0.Add(500*time.Millisecond)))
+	assert.Equal(t, 3, r.add(t0.Add(999*time.Millisecond)))
+	assert.Equal(t, 2, r.add(t0.Add(1500*time.Millisecond)), "the first fell out of the second")
+
+	srv := service(t)
+	var out bytes.Buffer
+	require.NoError(t, run([]string{"-service", srv.URL, "-secret", "dev"}, &out), out.String())
+	assert.Contains(t, out.String(), "(X-API-KEY sim-…, 1 in the last second)")
+}

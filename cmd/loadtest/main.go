@@ -58,7 +58,7 @@ import (
 // childEnv names the child mode of this program: "fake-crm" or "bare".
 const childEnv = "LOADTEST_CHILD"
 
-var allPhases = []string{"startup", "config", "register", "same-shop", "accounts", "wave"}
+var allPhases = []string{"startup", "config", "register", "same-shop", "accounts", "wave", "proxy"}
 
 type options struct {
 	phases      []string
@@ -145,6 +145,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.waveShops, "wave-shops", 300, "distinct shops connecting in the wave phase")
 	fs.IntVar(&o.waveCalls, "wave-callbacks", 1000, "activity callbacks in the wave phase")
 	fs.IntVar(&o.waveConc, "wave-c", 4, "concurrent requests in the wave phase")
+	addProxyFlags(fs) // proxy.go
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -238,6 +239,11 @@ func runAll(ctx context.Context, o options, r *report) error {
 	if has(o.phases, "startup") {
 		if err := phaseStartup(ctx, o, bins.service, r); err != nil {
 			return fmt.Errorf("startup: %w", err)
+		}
+	}
+	if has(o.phases, "proxy") { // proxy.go: a service instance of its own
+		if err := phaseProxy(ctx, o, r); err != nil {
+			return fmt.Errorf("proxy: %w", err)
 		}
 	}
 	if !has(o.phases, "config") && !has(o.phases, "register") && !has(o.phases, "same-shop") && !has(o.phases, "accounts") && !has(o.phases, "wave") {

@@ -1,6 +1,7 @@
 package crmtest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Reply is one scripted answer of the fake CRM.
@@ -79,8 +81,14 @@ func jsonReply(status int, body string) Reply {
 type Call struct {
 	Method string
 	Path   string
-	Header http.Header
-	Form   url.Values
+	// RawPath is the path as it came, escaped; RawQuery the query.
+	RawPath  string
+	RawQuery string
+	Header   http.Header
+	Form     url.Values
+	Body     []byte
+	// At is when the fake received the call (rate checks).
+	At time.Time
 	// Module is the decoded integrationModule of an edit call.
 	Module map[string]any
 }
@@ -103,6 +111,10 @@ type Fake struct {
 	release chan struct{}
 	onCall  func(Call)
 	conns   int
+	// api are scripted replies per "METHOD /path" (api.go); orders are
+	// the orders each API key created.
+	api    map[string][]Reply
+	orders map[string][]map[string]any
 }
 
 // Option configures a Fake.
@@ -154,6 +166,8 @@ func Start(addr string, opts ...Option) (*Fake, error) {
 		creds:   map[string]Reply{},
 		modules: map[string]map[string]any{},
 		release: make(chan struct{}),
+		api:     map[string][]Reply{},
+		orders:  map[string][]map[string]any{},
 	}
 	for _, o := range opts {
 		o(f)
@@ -228,8 +242,13 @@ func (f *Fake) Module(apiKey string) map[string]any {
 }
 
 func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	_ = r.ParseForm()
-	call := Call{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Form: r.PostForm}
+	call := Call{
+		Method: r.Method, Path: r.URL.Path, RawPath: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
+		Header: r.Header.Clone(), Form: r.PostForm, Body: body, At: time.Now(),
+	}
 	if raw := r.PostForm.Get("integrationModule"); raw != "" {
 		_ = json.Unmarshal([]byte(raw), &call.Module)
 	}
@@ -242,7 +261,14 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var reply Reply
+	scripted, isScripted := f.scripted(call)
 	switch {
+	case isScripted:
+		reply = scripted
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v5/orders":
+		reply = f.listOrders(call)
+	case r.Method == http.MethodPost && r.URL.Path == "/api/v5/orders/create":
+		reply = f.createOrder(call)
 	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/v5/integration-modules/") && strings.HasSuffix(r.URL.Path, "/edit"):
 		reply = f.edit(call)
 	case r.Method == http.MethodGet && r.URL.Path == "/api/credentials":

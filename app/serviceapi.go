@@ -1,0 +1,38 @@
+package app
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/modulehub/simpleconnect/config"
+	"github.com/modulehub/simpleconnect/crm"
+	"github.com/modulehub/simpleconnect/handlers"
+	"github.com/modulehub/simpleconnect/handlers/serviceapi"
+	"github.com/modulehub/simpleconnect/metrics"
+	"github.com/modulehub/simpleconnect/ratelimit"
+	"github.com/modulehub/simpleconnect/store"
+)
+
+// ProxyMaxWait bounds how long a proxied call waits for its turn under the
+// shop's rate limit before it is answered 429: at ten a second, fifty
+// calls queue. With CRM_TIMEOUT on top it stays within the server's
+// WriteTimeout (CRM_TIMEOUT + 15s).
+const ProxyMaxWait = 5 * time.Second
+
+// ServiceAPI builds the service API (/service/api) on the store, the CRM
+// client (the same guarded transport as every CRM call) and a pacer per
+// shop in the store's Redis at CRM_RATE_PER_SECOND, each call waiting at
+// most maxWait for its turn (0: ProxyMaxWait).
+func ServiceAPI(cfg config.Config, log *slog.Logger, accounts *store.Redis, c *crm.Client, m *metrics.Metrics, maxWait time.Duration) *serviceapi.API {
+	if maxWait <= 0 {
+		maxWait = ProxyMaxWait
+	}
+	var reg *metrics.ServiceAPI
+	if m != nil {
+		reg = metrics.NewServiceAPI(m.Registry())
+	}
+	return serviceapi.New(serviceapi.Deps{
+		Accounts: accounts, CRM: c, Log: log, Metrics: reg, Outcome: handlers.Outcome,
+		Pacer: ratelimit.NewPacer(accounts.Client(), cfg.RedisKeyPrefix, cfg.CRMRatePerSecond, maxWait),
+	})
+}

@@ -1,0 +1,85 @@
+package ratelimit_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modulehub/simpleconnect/ratelimit"
+	"github.com/modulehub/simpleconnect/store/storetest"
+)
+
+// Slots are handed out one interval apart, in the order requests come, to
+// every replica from one queue per key: the waits grow by an interval per
+// request, whichever pacer (replica) asked.
+func TestPacerHandsOutSlotsInOrderAcrossReplicas(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		a := ratelimit.NewPacer(b.Dial(), b.Prefix, 10, 5*time.Second)
+		other := ratelimit.NewPacer(b.Dial(), b.Prefix, 10, 5*time.Second)
+		interval := a.Interval()
+		require.Equal(t, 105*time.Millisecond, interval, "1/rate plus the 5% margin")
+
+		start := time.Now()
+		var waits []time.Duration
+		for i := range 8 {
+			p := a
+			if i%2 == 1 {
+				p = other
+			}
+			d, err := p.Reserve(t.Context(), "acct-1")
+			require.NoError(t, err)
+			waits = append(waits, d)
+		}
+		elapsed := time.Since(start)
+		for k, d := range waits {
+			want := time.Duration(k) * interval
+			assert.LessOrEqual(t, d, want, "slot %d", k)
+			assert.GreaterOrEqual(t, d, want-elapsed, "slot %d is its own, not a shared one", k)
+		}
+		d, err := a.Reserve(t.Context(), "acct-2")
+		require.NoError(t, err)
+		assert.Zero(t, d, "another account has a queue of its own")
+	})
+}
+
+func TestPacerRefusesPastTheBoundedWaitAndReservesNothing(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		p := ratelimit.NewPacer(b.Dial(), b.Prefix, 10, 150*time.Millisecond) // a slot now and one an interval ahead
+		for range 2 {
+			_, err := p.Reserve(t.Context(), "acct")
+			require.NoError(t, err)
+		}
+		_, err := p.Reserve(t.Context(), "acct")
+		var full *ratelimit.QueueFullError
+		require.True(t, errors.As(err, &full), "got %v", err)
+		assert.Greater(t, full.RetryAfter, time.Duration(0))
+		assert.LessOrEqual(t, full.RetryAfter, 2*p.Interval())
+
+		_, err = p.Reserve(t.Context(), "acct")
+		require.True(t, errors.As(err, &full), "a refusal took no slot, so the next is refused the same way")
+	})
+}
+
+func TestPacerWaitEndsWithTheCaller(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		p := ratelimit.NewPacer(b.Dial(), b.Prefix, 1, 10*time.Second)
+		_, err := p.Wait(t.Context(), "acct") // the first slot is now
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_, err = p.Wait(ctx, "acct")
+		assert.ErrorIs(t, err, context.Canceled, "a caller who left does not wait out its slot")
+	})
+}
+
+func TestSlackIsPartOfTheMarginWhateverTheRate(t *testing.T) {
+	for _, rate := range []int{1, 10, 1000, 1_000_000} {
+		p := ratelimit.NewPacer(nil, "x", rate, time.Second)
+		assert.Equal(t, 20*time.Millisecond, p.Slack(), "rate %d", rate)
+		assert.Less(t, p.Slack(), time.Second*5/100, "under the margin one second's turns carry")
+	}
+}
