@@ -75,14 +75,23 @@ var kinds = []struct {
 		return newBackend(t, "redis", func() redis.UniversalClient { return redis.NewClient(opt) })
 	}},
 	{"cluster", func(t testing.TB) *Backend {
-		addrs := os.Getenv("REDIS_CLUSTER_ADDRS")
-		if addrs == "" {
-			missing(t, "REDIS_CLUSTER_ADDRS is not set: start one with scripts/redis-cluster (CI does)")
-		}
+		addrs := ClusterAddrs(t)
 		return newBackend(t, "cluster", func() redis.UniversalClient {
-			return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(addrs, ","), IsClusterMode: true})
+			return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, IsClusterMode: true})
 		})
 	}},
+}
+
+// ClusterAddrs returns the seed nodes in REDIS_CLUSTER_ADDRS, for tests
+// that open a Cluster themselves. Without them the test skips, or fails
+// under CI=true.
+func ClusterAddrs(t testing.TB) []string {
+	t.Helper()
+	addrs := os.Getenv("REDIS_CLUSTER_ADDRS")
+	if addrs == "" {
+		missing(t, "REDIS_CLUSTER_ADDRS is not set: start one with scripts/redis-cluster (CI does)")
+	}
+	return strings.Split(addrs, ",")
 }
 
 // missing skips a test whose backend is not configured, or fails it under
