@@ -5,13 +5,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modulehub/simpleconnect/handlers"
 	"github.com/modulehub/simpleconnect/ratelimit"
+	"github.com/modulehub/simpleconnect/redact/redacttest"
 )
 
 func TestPublicEndpointsAreRateLimitedPerClient(t *testing.T) {
@@ -55,4 +59,33 @@ func TestPublicEndpointsAreRateLimitedPerClient(t *testing.T) {
 		last = resp.StatusCode
 	}
 	assert.Equal(t, http.StatusTooManyRequests, last, "pages answer 429")
+}
+
+func TestRequestsGoThroughWhenTheRateLimitersRedisFails(t *testing.T) {
+	h := newHarness(t, nil)
+	acc := h.connected("key-limiter-down")
+
+	gone := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: gone.Addr(), MaxRetries: -1, DialerRetries: 1}) // fail at once
+	t.Cleanup(func() { _ = rdb.Close() })
+	gone.Close() // the limiter's Redis is down; the store's still answers
+	var logs redacttest.Log
+	srv := httptest.NewServer(handlers.New(handlers.Deps{
+		Config: h.cfg, Log: slog.New(slog.NewTextHandler(&logs, nil)), Connector: stubConnector{},
+		Accounts: h.store, Sessions: h.store, Store: h.store, Limiter: ratelimit.New(rdb, "test", 1),
+	}))
+	t.Cleanup(srv.Close)
+
+	// One request a minute: a limiter that worked would refuse the second.
+	for i := range 3 {
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/account", strings.NewReader(url.Values{"clientId": {acc.ClientID.Reveal()}}.Encode()))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, body := h.do(req)
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, "login %d: the owner gets in; body: %s", i+1, body)
+		assert.Equal(t, "/account", resp.Header.Get("Location"))
+		assert.Empty(t, resp.Header.Get("Retry-After"))
+	}
+	assert.Contains(t, logs.String(), "rate limiter unavailable; letting the request through")
+	redacttest.AssertAbsent(t, logs.String(), acc.ClientID.Reveal())
 }
