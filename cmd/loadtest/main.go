@@ -37,6 +37,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/modulehub/simpleconnect/crm/crmtest"
 )
 
 type options struct {
@@ -167,7 +169,7 @@ func runPhases(ctx context.Context, o options, r *report) error {
 	prefix := "loadtest-" + randomHex(8)
 	svc, err := startService(ctx, serviceOptions{
 		RedisURL: o.redisURL, Prefix: prefix, Secret: "loadtest-secret-" + randomHex(8),
-		RateLimit: o.rateLimit, Resolver: loopbackResolver(shopSuffix), Log: logw,
+		RateLimit: o.rateLimit, Resolver: crmtest.LoopbackResolver(shopSuffix), Log: logw,
 	})
 	if err != nil {
 		return fmt.Errorf("start the service: %w", err)

@@ -18,7 +18,7 @@ import (
 )
 
 // shopSuffix is the domain of the simulated shops: shop-000042.<suffix>,
-// resolved to 127.0.0.1 by loopbackResolver only.
+// resolved to 127.0.0.1 by crmtest.LoopbackResolver only.
 const shopSuffix = "loadtest.localhost"
 
 // registrar sends registers for distinct shops: shop i has its own host,

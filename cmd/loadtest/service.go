@@ -25,7 +25,7 @@ import (
 // main.run builds it (store, metrics, CRM client, connect service, rate
 // limiter, handlers, http.Server settings, sweeper; no domain list: none is
 // set). What differs is only there to measure it: the CRM client resolves
-// shop hosts with loopbackResolver, /register requests carry a crmTrace (an
+// shop hosts with crmtest.LoopbackResolver, /register requests carry a crmTrace (an
 // httptrace.ClientTrace and a Redis hook) so the CRM's share of each can be
 // taken out, and the JSON log is formatted but not written unless -log.
 type service struct {

@@ -1,4 +1,4 @@
-package main
+package crmtest
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 )
 
-// loopbackResolver resolves every name under suffix to 127.0.0.1, and no
+// LoopbackResolver resolves every name under suffix to 127.0.0.1, and no
 // other name, without any packet: its Dial hands the Go resolver one end of
 // an in-memory pipe and answers on the other (DNS over a stream, as over
 // TCP). So each shop can have its own systemUrl host (shop-000042.<suffix>)
-// while one fake CRM on 127.0.0.1 answers them all, and the CRM client
-// still resolves, dials and pools per host as it does for real shops.
-func loopbackResolver(suffix string) *net.Resolver {
+// while one Fake on 127.0.0.1 answers them all, and the CRM client still
+// resolves, dials and pools per host as it does for real shops. Pass it as
+// crm.Options.Resolver (app.Options.Resolver); the load tool does.
+func LoopbackResolver(suffix string) *net.Resolver {
 	suffix = "." + strings.ToLower(strings.Trim(suffix, ".")) + "."
 	return &net.Resolver{
 		PreferGo: true,
