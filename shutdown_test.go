@@ -56,7 +56,9 @@ func startProcess(t *testing.T, env ...string) *process {
 		close(p.lines)
 	}()
 	line := p.waitFor(t, "listening")
-	p.addr, _ = line["addr"].(string)
+	addr, ok := line["addr"].(string)
+	require.True(t, ok, "the listening line names its address: %v", line)
+	p.addr = addr
 	require.NotEmpty(t, p.addr)
 	return p
 }
@@ -99,15 +101,19 @@ func TestSIGTERMFinishesTheRegisterInFlightAndExitsZero(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		reg, _ := json.Marshal(map[string]string{"apiKey": "key-slow", "systemUrl": fake.URL, "token": verify.Sign("dev", "key-slow")})
+		reg, err := json.Marshal(map[string]string{"apiKey": "key-slow", "systemUrl": fake.URL, "token": verify.Sign("dev", "key-slow")})
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
 		resp, err := http.PostForm(base+"/register", url.Values{"register": {string(reg)}})
 		if err != nil {
 			done <- result{err: err}
 			return
 		}
-		b, _ := io.ReadAll(resp.Body)
+		b, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		done <- result{body: string(b)}
+		done <- result{body: string(b), err: err}
 	}()
 	<-arrived // the register is in flight, waiting on the CRM
 

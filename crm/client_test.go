@@ -111,7 +111,7 @@ func newReplayServer(t *testing.T, p crmtest.Pair) *replayServer {
 	t.Helper()
 	rs := &replayServer{}
 	rs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = r.ParseForm()
+		assert.NoError(t, r.ParseForm(), "the request's form reads")
 		rs.mu.Lock()
 		rs.reqs = append(rs.reqs, received{
 			method: r.Method, path: r.URL.Path, query: r.URL.RawQuery,

@@ -28,7 +28,8 @@ func TestPublicEndpointsAreRateLimitedPerClient(t *testing.T) {
 	defer srv.Close()
 
 	post := func(path string, header map[string]string) *http.Response {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, nil)
+		req, err := http.NewRequest(http.MethodPost, srv.URL+path, nil)
+		require.NoError(t, err)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		for k, v := range header {
 			req.Header.Set(k, v)
