@@ -213,7 +213,10 @@ func TestRegisterDoesNotRetryForbidden(t *testing.T) {
 }
 
 func TestRegisterGivesUpWhenTheCRMHangs(t *testing.T) {
-	h := newHarness(t, []crmtest.Option{crmtest.Edit("", crmtest.Hang())}, withCRMTimeout(300*time.Millisecond))
+	// 2 s: each attempt gets 1 s, room enough for the credentials call on a
+	// loaded machine before the edit hangs, and the whole stays well under
+	// the 10 s bound below.
+	h := newHarness(t, []crmtest.Option{crmtest.Edit("", crmtest.Hang())}, withCRMTimeout(2*time.Second))
 	start := time.Now()
 	r := h.register("key-hang", h.fake.URL)
 	assert.False(t, r.Success)
