@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,11 +31,7 @@ type process struct {
 
 func startProcess(t *testing.T, env ...string) *process {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "simpleconnect")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
-
+	bin := buildBinary(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "LISTEN_ADDR=127.0.0.1:0", "LOG_FORMAT=json"}, env...)
 	stderr, err := cmd.StderrPipe()
@@ -139,8 +134,7 @@ func TestSIGTERMFinishesTheRegisterInFlightAndExitsZero(t *testing.T) {
 }
 
 func TestABadVariableStopsTheStartWithOneLineNamingIt(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "simpleconnect")
-	require.NoError(t, exec.Command("go", "build", "-o", bin, ".").Run())
+	bin := buildBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin)
