@@ -63,16 +63,19 @@ func TestRunServesTheWholeFlowOnTheEmbeddedStore(t *testing.T) {
 
 	resp, err := http.Get(base + "/config")
 	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	require.NoError(t, err)
 	assert.Contains(t, string(body), `"registerUrl":"http://module.test/register"`)
 
 	token := verify.Sign("dev-secret", "main-test-key")
-	reg, _ := json.Marshal(map[string]string{"apiKey": "main-test-key", "systemUrl": fake.URL, "token": token})
+	reg, err := json.Marshal(map[string]string{"apiKey": "main-test-key", "systemUrl": fake.URL, "token": token})
+	require.NoError(t, err)
 	resp, err = http.PostForm(base+"/register", url.Values{"register": {string(reg)}})
 	require.NoError(t, err)
-	body, _ = io.ReadAll(resp.Body)
+	body, err = io.ReadAll(resp.Body)
 	resp.Body.Close()
+	require.NoError(t, err)
 	assert.JSONEq(t, `{"success":true,"accountUrl":"http://module.test/account"}`, string(body))
 	require.Len(t, fake.Edits(), 1)
 
@@ -101,19 +104,22 @@ func TestMetricsCountRegistersAndCRMCallsWithoutSecrets(t *testing.T) {
 	base, _, _ := startRun(t, devConfig())
 
 	token := verify.Sign("dev-secret", "key-metrics")
-	reg, _ := json.Marshal(map[string]string{"apiKey": "key-metrics", "systemUrl": fake.URL, "token": token})
+	reg, err := json.Marshal(map[string]string{"apiKey": "key-metrics", "systemUrl": fake.URL, "token": token})
+	require.NoError(t, err)
 	resp, err := http.PostForm(base+"/register", url.Values{"register": {string(reg)}})
 	require.NoError(t, err)
 	resp.Body.Close()
-	bad, _ := json.Marshal(map[string]string{"apiKey": "key-metrics", "systemUrl": fake.URL, "token": strings.Repeat("0", 64)})
+	bad, err := json.Marshal(map[string]string{"apiKey": "key-metrics", "systemUrl": fake.URL, "token": strings.Repeat("0", 64)})
+	require.NoError(t, err)
 	resp, err = http.PostForm(base+"/register", url.Values{"register": {string(bad)}})
 	require.NoError(t, err)
 	resp.Body.Close()
 
 	resp, err = http.Get(base + "/metrics")
 	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	text := string(body)
 	for _, want := range []string{
@@ -128,7 +134,8 @@ func TestMetricsCountRegistersAndCRMCallsWithoutSecrets(t *testing.T) {
 	} {
 		assert.Contains(t, text, want)
 	}
-	u, _ := url.Parse(fake.URL)
+	u, err := url.Parse(fake.URL)
+	require.NoError(t, err)
 	for _, secret := range []string{"key-metrics", token, "dev-secret", u.Host} {
 		assert.NotContains(t, text, secret, "no credential or shop address in a label")
 	}

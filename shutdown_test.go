@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -34,16 +33,6 @@ type process struct {
 	mu       sync.Mutex
 	all      []map[string]any // every line, in the order written
 	readDone chan struct{}    // closed once stderr reached its end
-}
-
-// buildBinary builds the service as an operator would: go build.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "simpleconnect")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
-	return bin
 }
 
 func startProcess(t *testing.T, env ...string) *process {
@@ -71,7 +60,9 @@ func startProcess(t *testing.T, env ...string) *process {
 		close(p.lines)
 	}()
 	line := p.waitFor(t, "listening")
-	p.addr, _ = line["addr"].(string)
+	addr, ok := line["addr"].(string)
+	require.True(t, ok, "the listening line names its address: %v", line)
+	p.addr = addr
 	require.NotEmpty(t, p.addr)
 	return p
 }
@@ -137,15 +128,19 @@ func TestSIGTERMFinishesTheRegisterInFlightAndExitsZero(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		reg, _ := json.Marshal(map[string]string{"apiKey": "key-slow", "systemUrl": fake.URL, "token": verify.Sign("dev", "key-slow")})
+		reg, err := json.Marshal(map[string]string{"apiKey": "key-slow", "systemUrl": fake.URL, "token": verify.Sign("dev", "key-slow")})
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
 		resp, err := http.PostForm(base+"/register", url.Values{"register": {string(reg)}})
 		if err != nil {
 			done <- result{err: err}
 			return
 		}
-		b, _ := io.ReadAll(resp.Body)
+		b, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		done <- result{body: string(b)}
+		done <- result{body: string(b), err: err}
 	}()
 	<-arrived // the register is in flight, waiting on the CRM
 
@@ -192,8 +187,7 @@ func TestSIGTERMFinishesTheRegisterInFlightAndExitsZero(t *testing.T) {
 }
 
 func TestABadVariableStopsTheStartWithOneLineNamingIt(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "simpleconnect")
-	require.NoError(t, exec.Command("go", "build", "-o", bin, ".").Run())
+	bin := buildBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin)

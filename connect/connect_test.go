@@ -170,7 +170,8 @@ func TestTheOwnersNextClickFinishesAPendingAccount(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
 		e := newEnv(t, b)
 		e.store.failRecord = errStoreDown
-		first, _ := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		first, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.ErrorIs(t, err, errStoreDown, "the CRM accepted, the store did not record it")
 		e.store.failRecord = nil
 		second, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
 		require.NoError(t, err)

@@ -2,6 +2,7 @@ package domains_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -22,16 +23,20 @@ type listServer struct {
 	status  atomic.Int32
 	hang    chan struct{}
 	hanging atomic.Bool
-	hits    atomic.Int32
+	// arrived tells of each request that hangs, once it is held.
+	arrived chan struct{}
 }
 
 func newListServer(t *testing.T, body string) *listServer {
-	s := &listServer{hang: make(chan struct{})}
+	s := &listServer{hang: make(chan struct{}), arrived: make(chan struct{}, 16)}
 	s.body.Store(body)
 	s.status.Store(http.StatusOK)
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.hits.Add(1)
 		if s.hanging.Load() {
+			select {
+			case s.arrived <- struct{}{}:
+			default: // nobody is counting
+			}
 			select {
 			case <-s.hang:
 			case <-r.Context().Done():
@@ -87,21 +92,57 @@ func TestFailedRefreshKeepsTheLastGoodList(t *testing.T) {
 	assert.Equal(t, []string{"ok", "failed", "failed", "failed", "failed"}, outcomes)
 }
 
-func TestARefreshThatTimesOutKeepsTheListAndNeverBlocksReaders(t *testing.T) {
+// within returns what ch delivers, or fails the test if nothing comes in
+// a time far beyond what the step needs: a bound, not a pace.
+func within[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %s after 10s", what)
+		panic("unreachable")
+	}
+}
+
+func TestReadersGetTheLastGoodListWhileARefreshIsStuck(t *testing.T) {
 	srv := newListServer(t, crmDomains)
-	l := domains.New([]string{srv.URL}, 200*time.Millisecond, nil)
+	l := domains.New([]string{srv.URL}, time.Hour, nil) // the fetch stays stuck until the test ends it
 	require.NoError(t, l.Refresh(t.Context()))
 	good := l.Hosts()
 
 	srv.hanging.Store(true)
-	done := make(chan error, 1)
-	go func() { done <- l.Refresh(context.Background()) }()
-	// While the refresh hangs, readers get the last good list at once.
-	for srv.hits.Load() < 2 {
-		assert.Equal(t, good, l.Hosts())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	refreshed := make(chan error, 1)
+	go func() { refreshed <- l.Refresh(ctx) }()
+	within(t, srv.arrived, "request from the refresh") // it is now waiting on the list server
+
+	read := make(chan []string, 1)
+	go func() { read <- l.Hosts() }()
+	assert.Equal(t, good, within(t, read, "answer from Hosts() while a refresh is stuck"), "the last good list")
+	select {
+	case err := <-refreshed:
+		t.Fatalf("the refresh ended before the read was checked (%v): the read proved nothing", err)
+	default: // still stuck: the read above did not wait for it
 	}
+
+	cancel()
+	assert.ErrorIs(t, within(t, refreshed, "end of the cancelled refresh"), context.Canceled)
 	assert.Equal(t, good, l.Hosts())
-	require.Error(t, <-done, "the fetch gave up after its timeout")
+}
+
+func TestARefreshThatTimesOutKeepsTheLastGoodList(t *testing.T) {
+	srv := newListServer(t, crmDomains)
+	l := domains.New([]string{srv.URL}, 200*time.Millisecond, nil) // the list server never answers: nothing to race
+	require.NoError(t, l.Refresh(t.Context()))
+	good := l.Hosts()
+
+	srv.hanging.Store(true)
+	err := l.Refresh(context.Background())
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	assert.True(t, ne.Timeout(), "the fetch gave up after its timeout: %v", err)
 	assert.Equal(t, good, l.Hosts())
 }
 

@@ -46,9 +46,10 @@ const testToken = "tok_handler_0123456789"
 func TestAccountPageWithoutASettingsFileHasNoForm(t *testing.T) {
 	h := newHarness(t, nil)
 	_, cookie, csrf := h.signedIn("key-nosettings")
-	_, body := h.get("/account", cookie)
+	resp, body := h.get("/account", cookie)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the account page itself, or the check below proves nothing")
 	assert.NotContains(t, body, `id="settings-form"`)
-	resp, _ := h.postForm("/account/settings", url.Values{"csrf": {csrf}}, cookie)
+	resp, _ = h.postForm("/account/settings", url.Values{"csrf": {csrf}}, cookie)
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
 
@@ -339,6 +340,7 @@ func TestPagesSpeakTheBrowsersLanguage(t *testing.T) {
 	}
 
 	resp, _ := get("/account?lang=ru", "", cookie)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 	var langCookie *http.Cookie
 	for _, c := range resp.Cookies() {
 		if c.Name == "lang" {
@@ -362,30 +364,52 @@ func TestPagesAreAccessibleAndNeedNoInlineCode(t *testing.T) {
 	h := newHarness(t, []crmtest.Option{crmtest.Edit("key-a11y-refused", crmtest.OK(), crmtest.Status(403))}, withSettingsFile(exampleSettings))
 	h.remember(testToken)
 	_, cookie, csrf := h.signedIn("key-a11y")
+	// Each state is checked to be the one meant (its status) before its
+	// markup is: a redirect or an error page would make the checks below
+	// pass on the wrong page.
 	pages := map[string]string{}
-	_, pages["account"] = h.get("/account", cookie)
+	page := func(name string, status int, resp *http.Response, body string) {
+		t.Helper()
+		require.Equal(t, status, resp.StatusCode, "%s: status; body: %s", name, body)
+		pages[name] = body
+	}
+	resp, body := h.get("/account", cookie)
+	page("account", http.StatusOK, resp, body)
 	bad := goodSettings(csrf, testToken)
 	bad.Set("setting-account_id", "x")
 	bad.Set("setting-environment", "")
-	_, pages["refused settings"] = h.postForm("/account/settings", bad, cookie) // the token kept
-	_, pages["refused settings, reloaded"] = h.get("/account", cookie)
+	resp, body = h.postForm("/account/settings", bad, cookie) // the token kept
+	page("refused settings", http.StatusUnprocessableEntity, resp, body)
+	resp, body = h.get("/account", cookie)
+	page("refused settings, reloaded", http.StatusOK, resp, body)
 	bad.Set("setting-api_token", "bad token")
-	_, pages["refused secret"] = h.postForm("/account/settings", bad, cookie) // the token not kept
+	resp, body = h.postForm("/account/settings", bad, cookie) // the token not kept
+	page("refused secret", http.StatusUnprocessableEntity, resp, body)
 	stale := goodSettings("stale", testToken)
 	stale.Set("account", between(pages["account"], `name="account" value="`, `"`))
-	resp, _ := h.postFormFrom("/account/settings", stale, map[string]string{"Sec-Fetch-Site": "same-origin"}, cookie)
+	resp, _ = h.postFormFrom("/account/settings", stale, map[string]string{"Sec-Fetch-Site": "same-origin"}, cookie)
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the stale form is kept")
-	_, pages["expired form, back"] = h.get("/account", cookie)
-	_, pages["expired form"] = h.postForm("/account/logout", url.Values{"csrf": {"stale"}}, cookie)
-	_, pages["not found"] = h.get("/nowhere", cookie)
-	h.postForm("/account/settings", goodSettings(csrf, testToken), cookie)
-	_, pages["saved"] = h.get("/account?done=saved", cookie)
-	_, pages["confirm"] = h.get("/account/disconnect", cookie)
-	_, pages["expired"] = h.get("/account")
-	_, pages["unknown client"] = h.postForm("/account", url.Values{"clientId": {"nope"}})
+	resp, body = h.get("/account", cookie)
+	page("expired form, back", http.StatusOK, resp, body)
+	resp, body = h.postForm("/account/logout", url.Values{"csrf": {"stale"}}, cookie)
+	page("expired form", http.StatusForbidden, resp, body)
+	resp, body = h.get("/nowhere", cookie)
+	page("not found", http.StatusNotFound, resp, body)
+	resp, body = h.postForm("/account/settings", goodSettings(csrf, testToken), cookie)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the good settings are saved; body: %s", body)
+	resp, body = h.get("/account?done=saved", cookie)
+	page("saved", http.StatusOK, resp, body)
+	require.Contains(t, body, "Settings saved.")
+	resp, body = h.get("/account/disconnect", cookie)
+	page("confirm", http.StatusOK, resp, body)
+	resp, body = h.get("/account")
+	page("expired", http.StatusUnauthorized, resp, body)
+	resp, body = h.postForm("/account", url.Values{"clientId": {"nope"}})
+	page("unknown client", http.StatusNotFound, resp, body)
 
 	_, refusedCookie, refusedCSRF := h.signedIn("key-a11y-refused")
-	_, pages["CRM refused"] = h.postForm("/account/disconnect", url.Values{"csrf": {refusedCSRF}}, refusedCookie)
+	resp, body = h.postForm("/account/disconnect", url.Values{"csrf": {refusedCSRF}}, refusedCookie)
+	page("CRM refused", http.StatusBadGateway, resp, body)
 
 	for name, body := range pages {
 		t.Run(name, func(t *testing.T) {

@@ -31,24 +31,28 @@ func TestStylesheetColoursHaveEnoughContrast(t *testing.T) {
 		fg, bg := vars[p.fg], vars[p.bg]
 		require.NotEmpty(t, fg, "--%s is defined", p.fg)
 		require.NotEmpty(t, bg, "--%s is defined", p.bg)
-		ratio := contrast(fg, bg)
+		ratio := contrast(t, fg, bg)
 		assert.GreaterOrEqual(t, ratio, 4.5, "--%s on --%s: %.2f:1", p.fg, p.bg, ratio)
 	}
 	// Borders of inputs are UI components: 3:1 (WCAG 1.4.11).
-	assert.GreaterOrEqual(t, contrast(vars["line"], vars["surface"]), 3.0, "input borders")
-	assert.GreaterOrEqual(t, contrast(vars["focus"], vars["surface"]), 3.0, "the focus ring")
-	assert.GreaterOrEqual(t, contrast(vars["focus"], vars["bg"]), 3.0, "the focus ring on the page background")
+	assert.GreaterOrEqual(t, contrast(t, vars["line"], vars["surface"]), 3.0, "input borders")
+	assert.GreaterOrEqual(t, contrast(t, vars["focus"], vars["surface"]), 3.0, "the focus ring")
+	assert.GreaterOrEqual(t, contrast(t, vars["focus"], vars["bg"]), 3.0, "the focus ring on the page background")
 }
 
-func contrast(a, b string) float64 {
-	la, lb := luminance(a), luminance(b)
+func contrast(t *testing.T, a, b string) float64 {
+	t.Helper()
+	la, lb := luminance(t, a), luminance(t, b)
 	return (math.Max(la, lb) + 0.05) / (math.Min(la, lb) + 0.05)
 }
 
-func luminance(hex string) float64 {
+func luminance(t *testing.T, hex string) float64 {
+	t.Helper()
+	require.Len(t, hex, 7, "a #rrggbb colour")
 	var c [3]float64
 	for i := range c {
-		v, _ := strconv.ParseUint(hex[1+2*i:3+2*i], 16, 8)
+		v, err := strconv.ParseUint(hex[1+2*i:3+2*i], 16, 8)
+		require.NoError(t, err, "colour %s", hex)
 		s := float64(v) / 255
 		if s <= 0.03928 {
 			c[i] = s / 12.92

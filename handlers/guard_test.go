@@ -24,7 +24,8 @@ func TestHostileShopAddressesMakeNoConnection(t *testing.T) {
 	u, err := url.Parse(fake.URL)
 	require.NoError(t, err)
 	port := u.Port()
-	p, _ := strconv.Atoi(port)
+	p, err := strconv.Atoi(port)
+	require.NoError(t, err)
 
 	h := newHarness(t, nil, func(c *config.Config) {
 		c.CRMAllowInsecure = false
@@ -65,7 +66,8 @@ func TestNameResolvingToLoopbackIsRefusedByTheGuard(t *testing.T) {
 	fake := crmtest.New(t)
 	u, err := url.Parse(fake.URL)
 	require.NoError(t, err)
-	p, _ := strconv.Atoi(u.Port())
+	p, err := strconv.Atoi(u.Port())
+	require.NoError(t, err)
 	h := newHarness(t, nil, func(c *config.Config) {
 		c.CRMAllowInsecure = false
 		c.CRMAllowedHosts = append(c.CRMAllowedHosts, "localhost")

@@ -47,7 +47,8 @@ func TestRegisterConnectsTheShop(t *testing.T) {
 			assert.Equal(t, "http://module.test/account", m["accountUrl"])
 			assert.Equal(t, "http://module.test/static/logo.svg", m["logo"])
 			assert.Equal(t, map[string]any{"activity": "/activity"}, m["actions"])
-			clientID, _ := m["clientId"].(string)
+			clientID, ok := m["clientId"].(string)
+			require.True(t, ok, "clientId is a string: %v", m["clientId"])
 			assert.Len(t, clientID, 43, "32 random bytes, base64url")
 			h.remember(clientID)
 
@@ -105,7 +106,8 @@ func TestRegisterRejectsMalformedRequests(t *testing.T) {
 	valid := func(mutate func(map[string]string)) string {
 		m := map[string]string{"apiKey": "key-1", "systemUrl": h.fake.URL, "token": verify.Sign(testSecret, "key-1")}
 		mutate(m)
-		b, _ := json.Marshal(m)
+		b, err := json.Marshal(m)
+		require.NoError(t, err)
 		return url.Values{"register": {string(b)}}.Encode()
 	}
 	h.remember(verify.Sign(testSecret, "key-1"))
@@ -213,7 +215,10 @@ func TestRegisterDoesNotRetryForbidden(t *testing.T) {
 }
 
 func TestRegisterGivesUpWhenTheCRMHangs(t *testing.T) {
-	h := newHarness(t, []crmtest.Option{crmtest.Edit("", crmtest.Hang())}, withCRMTimeout(300*time.Millisecond))
+	// 2 s: each attempt gets 1 s, room enough for the credentials call on a
+	// loaded machine before the edit hangs, and the whole stays well under
+	// the 10 s bound below.
+	h := newHarness(t, []crmtest.Option{crmtest.Edit("", crmtest.Hang())}, withCRMTimeout(2*time.Second))
 	start := time.Now()
 	r := h.register("key-hang", h.fake.URL)
 	assert.False(t, r.Success)

@@ -71,8 +71,9 @@ func TestErrorHandlerMapsEveryFailureToTheCRMsShape(t *testing.T) {
 				"register": {`{"apiKey":"key-stub","systemUrl":"` + h.fake.URL + `","token":"` + token + `"}`},
 			})
 			require.NoError(t, err)
-			body, _ := io.ReadAll(resp.Body)
+			body, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			require.NoError(t, err)
 			r := decodeWebhook(t, resp, string(body))
 			assert.False(t, r.Success)
 			assert.Contains(t, r.ErrorMsg, tc.want)
@@ -135,7 +136,8 @@ func TestEveryReplyCarriesSecurityHeaders(t *testing.T) {
 
 func TestRequestIDIsTakenFromTheCaller(t *testing.T) {
 	h := newHarness(t, nil)
-	req, _ := http.NewRequest(http.MethodGet, h.srv.URL+"/config", nil)
+	req, err := http.NewRequest(http.MethodGet, h.srv.URL+"/config", nil)
+	require.NoError(t, err)
 	req.Header.Set("X-Request-ID", "abc-123")
 	resp, _ := h.do(req)
 	assert.Equal(t, "abc-123", resp.Header.Get("X-Request-ID"))

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http/httptest"
@@ -23,13 +24,28 @@ func TestStatusClass(t *testing.T) {
 	}
 }
 
+// A nil *Metrics is what handlers, the connect service and the store hook
+// hold when nobody wants metrics (tests, tools): every call is a no-op.
 func TestNilMetricsRecordNothingAndDoNotPanic(t *testing.T) {
 	var m *metrics.Metrics
-	m.HTTP("/config", "GET", 200, time.Millisecond)
-	m.Register("ok")
-	m.CRMAttempt("edit", 503, true, time.Millisecond)
-	m.Sweep(map[string]int{"completed": 1, "aborted": 2, "retrying": 3})
-	m.DomainRefresh("ok")
+	assert.NotPanics(t, func() { m.HTTP("/config", "GET", 200, time.Millisecond) }, "HTTP")
+	assert.NotPanics(t, func() { m.Register("ok") }, "Register")
+	assert.NotPanics(t, func() { m.CRMAttempt("edit", 503, true, time.Millisecond) }, "CRMAttempt")
+	assert.NotPanics(t, func() { m.Sweep(map[string]int{"completed": 1, "aborted": 2, "retrying": 3}) }, "Sweep")
+	assert.NotPanics(t, func() { m.DomainRefresh("ok") }, "DomainRefresh")
+
+	// Its Redis hook has nowhere to count a failure, and hands it on as is.
+	// Called directly: a panic inside a real client would leave it locked.
+	hook, ctx, down := m.RedisHook(), context.Background(), errors.New("connection refused")
+	var err error
+	assert.NotPanics(t, func() {
+		err = hook.ProcessHook(func(context.Context, redis.Cmder) error { return down })(ctx, redis.NewStringCmd(ctx, "get", "k"))
+	}, "ProcessHook")
+	assert.ErrorIs(t, err, down)
+	assert.NotPanics(t, func() {
+		err = hook.ProcessPipelineHook(func(context.Context, []redis.Cmder) error { return down })(ctx, []redis.Cmder{redis.NewStringCmd(ctx, "get", "k")})
+	}, "ProcessPipelineHook")
+	assert.ErrorIs(t, err, down)
 }
 
 func TestRedisHookCountsFailuresButNotMisses(t *testing.T) {

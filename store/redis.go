@@ -244,10 +244,32 @@ func (s *Redis) SetKeyCheckInterval(every time.Duration) { s.keyCheckEvery = eve
 // LeaseTTL is how long a lease lasts unless renewed.
 func (s *Redis) LeaseTTL() time.Duration { return s.leaseTTL }
 
+// ids is the process's one source of account ids. Its random part counts
+// up within a millisecond (ulid.Monotonic), so ids made one after the other
+// sort in the order they were made even inside one millisecond: without it,
+// two shops connecting in the same millisecond were listed in random order.
+// One source per process rather than per store, so that several stores on
+// one Redis in one process (tests, the load tool) keep that order too.
+// Across replicas, ids are ordered by their millisecond only.
+var ids = struct {
+	mu      sync.Mutex // MonotonicEntropy is not safe for concurrent use
+	entropy *ulid.MonotonicEntropy
+}{entropy: ulid.Monotonic(rand.Reader, 0)}
+
 // newAccountID returns a ULID: unique, and ordered by creation time so that
 // listing newest first is a reverse lexicographic range.
 func newAccountID(now time.Time) string {
-	return ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	id, err := ulid.New(ulid.Timestamp(now), ids.entropy)
+	if err != nil {
+		// ErrMonotonicOverflow: the 80-bit count ran out within this
+		// millisecond (about one chance in 2^48 per id). A fresh source
+		// starts from new random bits; only this millisecond's order is lost.
+		ids.entropy = ulid.Monotonic(rand.Reader, 0)
+		id = ulid.MustNew(ulid.Timestamp(now), ids.entropy)
+	}
+	return id.String()
 }
 
 // NewClientID returns 32 random bytes, base64url: unguessable, as the

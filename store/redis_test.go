@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -118,20 +119,26 @@ func TestEmbeddedStoreExpiresSessions(t *testing.T) {
 	}
 }
 
-// embeddedServers counts running miniredis servers in this process.
-func embeddedServers() int {
+// embeddedServers counts running miniredis servers in this process: the
+// goroutine each starts to accept connections. Its outer function is
+// counted, not (*Server).serve, which a goroutine not yet scheduled does
+// not show.
+func embeddedServers(t *testing.T) int {
+	t.Helper()
 	var buf bytes.Buffer
-	_ = pprof.Lookup("goroutine").WriteTo(&buf, 2)
-	return strings.Count(buf.String(), "miniredis/v2/server.(*Server).serve(")
+	require.NoError(t, pprof.Lookup("goroutine").WriteTo(&buf, 2))
+	return strings.Count(buf.String(), "miniredis/v2/server.newServer.func1(")
 }
 
 // TestOpenEmbeddedFailureStopsIt counts every embedded server of the
 // process, so it must not run in parallel with tests that start one.
 func TestOpenEmbeddedFailureStopsIt(t *testing.T) {
-	before := embeddedServers()
+	miniredis.RunT(t) // one running for sure, so the count is seen to work
+	before := embeddedServers(t)
+	require.Positive(t, before, "the count sees a running miniredis")
 	_, err := store.Open(t.Context(), store.Options{Prefix: ""}) // New refuses an empty prefix
 	require.Error(t, err)
-	assert.Equal(t, before, embeddedServers(), "a failed Open leaves no embedded Redis running")
+	assert.Equal(t, before, embeddedServers(t), "a failed Open leaves no embedded Redis running")
 }
 
 func TestOpenBadURL(t *testing.T) {

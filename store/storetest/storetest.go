@@ -1,8 +1,10 @@
 // Package storetest runs tests against every Redis the store supports: the
 // embedded miniredis always, a real Redis when REDIS_URL is set, and a
-// Redis Cluster when REDIS_CLUSTER_ADDRS is set (CI sets both). Each test
-// gets a random key prefix and deletes only its own keys afterwards (never
-// FLUSHDB: the Redis is shared).
+// Redis Cluster when REDIS_CLUSTER_ADDRS is set (CI sets both). Without one
+// of them its subtests skip, except under CI=true, where they fail: CI
+// must never pass having silently tested less. A backend that is set but
+// does not answer always fails. Each test gets a random key prefix and
+// deletes only its own keys afterwards (never FLUSHDB: the Redis is shared).
 package storetest
 
 import (
@@ -64,7 +66,7 @@ var kinds = []struct {
 	{"redis", func(t testing.TB) *Backend {
 		url := os.Getenv("REDIS_URL")
 		if url == "" {
-			t.Skip("REDIS_URL is not set: the real-Redis half runs only against a real Redis (CI sets REDIS_URL=redis://127.0.0.1:6379/0)")
+			missing(t, "REDIS_URL is not set: the real-Redis half runs only against a real Redis (CI sets REDIS_URL=redis://127.0.0.1:6379/0)")
 		}
 		opt, err := redis.ParseURL(url)
 		if err != nil {
@@ -73,14 +75,33 @@ var kinds = []struct {
 		return newBackend(t, "redis", func() redis.UniversalClient { return redis.NewClient(opt) })
 	}},
 	{"cluster", func(t testing.TB) *Backend {
-		addrs := os.Getenv("REDIS_CLUSTER_ADDRS")
-		if addrs == "" {
-			t.Skip("REDIS_CLUSTER_ADDRS is not set: start one with scripts/redis-cluster (CI does)")
-		}
+		addrs := ClusterAddrs(t)
 		return newBackend(t, "cluster", func() redis.UniversalClient {
-			return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(addrs, ","), IsClusterMode: true})
+			return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, IsClusterMode: true})
 		})
 	}},
+}
+
+// ClusterAddrs returns the seed nodes in REDIS_CLUSTER_ADDRS, for tests
+// that open a Cluster themselves. Without them the test skips, or fails
+// under CI=true.
+func ClusterAddrs(t testing.TB) []string {
+	t.Helper()
+	addrs := os.Getenv("REDIS_CLUSTER_ADDRS")
+	if addrs == "" {
+		missing(t, "REDIS_CLUSTER_ADDRS is not set: start one with scripts/redis-cluster (CI does)")
+	}
+	return strings.Split(addrs, ",")
+}
+
+// missing skips a test whose backend is not configured, or fails it under
+// CI=true, where every backend must be there.
+func missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why + " (CI=true: a missing backend fails instead of skipping)")
+	}
+	t.Skip(why)
 }
 
 func newBackend(t testing.TB, name string, dial func() redis.UniversalClient) *Backend {
