@@ -301,7 +301,7 @@ func (w *world) note(format string, args ...any) {
 func (w *world) trail() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	from := max(0, len(w.log)-25)
+	from := max(0, len(w.log)-60)
 	return "\n  " + strings.Join(w.log[from:], "\n  ")
 }
 
@@ -356,18 +356,13 @@ func (w *world) step(rng *rand.Rand, concurrent bool) error {
 		_, err = r.svc.Connect(ctx, url, redact.Secret(key))
 		w.note("register %s key=%s crm=%s -> %v", url, key, mode, err)
 	case op < 55: // the CRM switches the module (the owner, billing) and calls back
-		acc, ferr := r.store.FindBySystemURL(ctx, url)
-		if ferr != nil {
-			w.note("callback %s: no account", url)
-			return nil
-		}
 		st := store.State{Active: rng.IntN(2) == 0, Frozen: rng.IntN(4) == 0}
 		newURL := ""
 		if !concurrent && rng.IntN(5) == 0 {
 			w.moves++
 			newURL = fmt.Sprintf("https://moved-%d.simla.com", w.moves)
 		}
-		err = w.callback(ctx, r, sh, acc, st, newURL, mode)
+		err = w.callback(ctx, r, sh, url, st, newURL, mode)
 		w.note("callback %s %+v move=%q crm=%s -> %v", url, st, newURL, mode, err)
 	case op < 65: // the owner switches the module off on the account page
 		acc, ferr := r.store.FindBySystemURL(ctx, url)
@@ -414,22 +409,30 @@ func (w *world) step(rng *rand.Rand, concurrent bool) error {
 // callback is the CRM switching the module and calling back. The CRM
 // holds the shop while it does (its own edits wait), as its state and the
 // callback are one event.
-func (w *world) callback(ctx context.Context, r *replica, sh *crmShop, acc store.Account, st store.State, newURL string, mode crmMode) error {
+// callback is the CRM switching the module and calling back with the
+// clientId it has (a CRM that never accepted a module has nothing to call
+// back). The CRM holds the shop while it does (its own edits wait), as its
+// state and the callback are one event.
+func (w *world) callback(ctx context.Context, r *replica, sh *crmShop, url string, st store.State, newURL string, mode crmMode) error {
+	unlock := w.crm.lock(sh)
+	acc, err := r.store.FindByClientID(ctx, redact.Secret(sh.clientID))
+	if err != nil {
+		unlock()
+		return nil // the clientId the CRM has belongs to no account (any more)
+	}
 	if newURL != "" {
-		func() {
-			defer w.crm.lock(sh)()
-			sh.state, sh.mode = st, mode
-		}()
-		w.crm.move(acc.SystemURL, newURL)
-		w.urls[slices.Index(w.urls, acc.SystemURL)] = newURL
+		sh.state, sh.mode = st, mode
+		unlock()
+		w.crm.move(url, newURL)
+		w.urls[slices.Index(w.urls, url)] = newURL
 		_, err := r.svc.Activity(ctx, acc, st, newURL, true)
 		return err
 	}
 	// No move: nothing goes to the CRM, so the CRM holds the shop from its
 	// own switch until the callback is answered.
-	defer w.crm.lock(sh)()
+	defer unlock()
 	sh.state = st
-	_, err := r.svc.Activity(ctx, acc, st, "", false)
+	_, err = r.svc.Activity(ctx, acc, st, "", false)
 	return err
 }
 

@@ -371,9 +371,10 @@ if redis.call('EXISTS', k) == 0 then return {'gone'} end
 local id = redis.call('HGET', k, 'id')
 upgrade(k)
 local before = status(k)
-if redis.call('HGET', k, 'wact') ~= ARGV[6] or redis.call('HGET', k, 'wfrz') ~= ARGV[7] then
-  redis.call('HSET', k, 'wact', ARGV[6], 'wfrz', ARGV[7], 'wv', num(k, 'wv') + 1)
-end
+-- Always a new version, even for the state already intended: an edit on
+-- its way was built before this callback, and its holder must learn that
+-- the CRM changed since (else it would record its own state as the last).
+redis.call('HSET', k, 'wact', ARGV[6], 'wfrz', ARGV[7], 'wv', num(k, 'wv') + 1)
 redis.call('HSET', k, 'aat', NOWS, 'uat', NOWS)
 local mine = holds(id, ARGV[8])
 if mine or lease_free(id) then
