@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts, Sealing: accounts, Tokens: issuer,
 		Failures: failures, Attempts: attempts, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies),
 		Addresses: &addresses, Metrics: m, Settings: schema,
-		ServiceAPI: ServiceAPI(cfg, log, accounts, crmClient, m, o.ProxyMaxWait),
+		ServiceAPI: ServiceAPI(cfg, log, accounts, crmClient, m, issuer, o.ProxyMaxWait),
 	})
 	if o.Wrap != nil {
 		handler = o.Wrap(handler)

@@ -11,6 +11,7 @@ import (
 	"github.com/modulehub/simpleconnect/metrics"
 	"github.com/modulehub/simpleconnect/ratelimit"
 	"github.com/modulehub/simpleconnect/store"
+	"github.com/modulehub/simpleconnect/tokens"
 )
 
 // ProxyMaxWait bounds how long a proxied call waits for its turn under the
@@ -23,7 +24,7 @@ const ProxyMaxWait = 5 * time.Second
 // client (the same guarded transport as every CRM call) and a pacer per
 // shop in the store's Redis at CRM_RATE_PER_SECOND, each call waiting at
 // most maxWait for its turn (0: ProxyMaxWait).
-func ServiceAPI(cfg config.Config, log *slog.Logger, accounts *store.Redis, c *crm.Client, m *metrics.Metrics, maxWait time.Duration) *serviceapi.API {
+func ServiceAPI(cfg config.Config, log *slog.Logger, accounts *store.Redis, c *crm.Client, m *metrics.Metrics, issuer *tokens.Issuer, maxWait time.Duration) *serviceapi.API {
 	if maxWait <= 0 {
 		maxWait = ProxyMaxWait
 	}
@@ -31,8 +32,12 @@ func ServiceAPI(cfg config.Config, log *slog.Logger, accounts *store.Redis, c *c
 	if m != nil {
 		reg = metrics.NewServiceAPI(m.Registry())
 	}
-	return serviceapi.New(serviceapi.Deps{
+	d := serviceapi.Deps{
 		Accounts: accounts, CRM: c, Log: log, Metrics: reg, Outcome: handlers.Outcome,
 		Pacer: ratelimit.NewPacer(accounts.Client(), cfg.RedisKeyPrefix, cfg.CRMRatePerSecond, maxWait),
-	})
+	}
+	if issuer != nil { // a nil *tokens.Issuer must stay a nil interface
+		d.Tokens = issuer
+	}
+	return serviceapi.New(d)
 }

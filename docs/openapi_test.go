@@ -193,6 +193,11 @@ func TestEveryRouteAnswersAsTheOpenAPIDocumentSays(t *testing.T) {
 	c.check(s, "GET", v+"/credentials", creds(pending.ID), serviceToken, nil, "")
 	c.check(s, "GET", "/service/api/openapi.yaml", "/service/api/openapi.yaml", serviceToken, nil, "")
 	c.check(s, "GET", "/service/api/openapi.yaml", "/service/api/openapi.yaml", adminToken, nil, "")
+	tok := func(id string) string { return "/service/api/accounts/" + id + "/token" } // the embedded store signs with an ephemeral key
+	c.check(s, "POST", v+"/token", tok(acc.ID), serviceToken, nil, "")
+	c.check(s, "POST", v+"/token", tok(acc.ID), adminToken, nil, "")
+	c.check(s, "POST", v+"/token", tok(unknown), serviceToken, nil, "")
+	c.check(s, "POST", v+"/token", tok(pending.ID), serviceToken, nil, "")
 
 	p := v + "/crm/{path}"
 	crmPath := func(id, rest string) string { return "/service/api/accounts/" + id + "/crm/" + rest }
@@ -227,6 +232,7 @@ func TestEveryRouteAnswersAsTheOpenAPIDocumentSays(t *testing.T) {
 		"GET /admin/api/openapi.yaml 200", "GET /admin/api/openapi.yaml 401",
 		"GET " + v + "/credentials 200", "GET " + v + "/credentials 401", "GET " + v + "/credentials 404", "GET " + v + "/credentials 409",
 		"GET /service/api/openapi.yaml 200", "GET /service/api/openapi.yaml 401",
+		"POST " + v + "/token 200", "POST " + v + "/token 401", "POST " + v + "/token 404", "POST " + v + "/token 409",
 		"GET " + p + " 200", "HEAD " + p + " 404", "POST " + p + " 201", "GET " + p + " 401", "GET " + p + " 400", "GET " + p + " 404",
 		"DELETE " + p + " 409", "PUT " + p + " 502", "PATCH " + p + " 409", "OPTIONS " + p + " 409", "GET " + p + " 429",
 	} {

@@ -90,6 +90,7 @@ var replies = []reply{
 	{serviceapi.ErrKeyRevoked, http.StatusConflict, "key_revoked", "service.key_revoked", false},
 	{serviceapi.ErrQueueFull, http.StatusTooManyRequests, "crm_rate_limited", "service.crm_rate_limited", false},
 	{serviceapi.ErrCRMUnreachable, http.StatusBadGateway, "crm_unreachable", "service.crm_unreachable", false},
+	{serviceapi.ErrTokensOff, http.StatusNotFound, "not_found", "card.not_found", false},
 	{errNotFound, http.StatusNotFound, "not_found", "card.not_found", false},
 	{errMethodNotAllow, http.StatusMethodNotAllowed, "method_not_allowed", "card.method_not_allowed", false},
 }

@@ -81,6 +81,9 @@ type Deps struct {
 	Outcome func(error) string
 	// MaxBody caps a proxied request's body; 0: DefaultMaxBody.
 	MaxBody int64
+	// Tokens signs tokens for the module's apps; nil: the token route
+	// answers 404.
+	Tokens Issuer
 }
 
 // DefaultMaxBody caps a proxied body: orders and batch uploads are a few
@@ -116,6 +119,7 @@ const ProxyRoute = "/service/api/accounts/:id/crm/*"
 // check.
 func (a *API) Mount(g *echo.Group) {
 	g.GET("/accounts/:id/credentials", a.handleCredentials)
+	g.POST("/accounts/:id/token", a.handleToken)
 	g.Any("/accounts/:id/crm/*", a.handleProxy)
 	g.GET("/openapi.yaml", a.handleOpenAPI)
 }

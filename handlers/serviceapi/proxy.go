@@ -82,17 +82,8 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 		return err
 	}
 	c.Set("account_id", acc.ID)
-	// The flags, not Status(): a revoked key outranks frozen there, and
-	// each state must be named for what it is.
-	switch {
-	case !acc.Connected:
-		return ErrPending
-	case acc.Frozen:
-		return ErrFrozen
-	case !acc.Active:
-		return ErrInactive
-	case acc.KeyHealth == store.KeyRevoked:
-		return ErrKeyRevoked // the CRM would only answer 401; scopes_missing calls still go
+	if err := running(acc); err != nil {
+		return err
 	}
 
 	fr := crm.ForwardRequest{
@@ -258,4 +249,21 @@ func (b *capped) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.left -= int64(n)
 	return n, err
+}
+
+// running says whether the module runs for an account, naming the state
+// when not. The flags, not Status(): a revoked key outranks frozen there,
+// and each state must be named for what it is.
+func running(acc store.Account) error {
+	switch {
+	case !acc.Connected:
+		return ErrPending
+	case acc.Frozen:
+		return ErrFrozen
+	case !acc.Active:
+		return ErrInactive
+	case acc.KeyHealth == store.KeyRevoked:
+		return ErrKeyRevoked // the CRM would only answer 401; scopes_missing calls still go
+	}
+	return nil
 }
