@@ -67,7 +67,10 @@ func (l *List) Hosts() []string {
 func (l *List) Refresh(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var errs []error
+	var (
+		errs     []error
+		outcomes []string
+	)
 	for _, u := range l.urls {
 		hosts, err := l.fetch(ctx, u)
 		outcome := "ok"
@@ -77,9 +80,7 @@ func (l *List) Refresh(ctx context.Context) error {
 		} else {
 			l.byURL[u] = hosts
 		}
-		if l.OnRefresh != nil {
-			l.OnRefresh(outcome)
-		}
+		outcomes = append(outcomes, outcome)
 	}
 	var merged []string
 	seen := map[string]bool{}
@@ -93,6 +94,12 @@ func (l *List) Refresh(ctx context.Context) error {
 	}
 	if len(merged) > 0 {
 		l.merged.Store(&merged)
+	}
+	// Told once the new list is in use, so whoever hears "ok" can rely on it.
+	if l.OnRefresh != nil {
+		for _, o := range outcomes {
+			l.OnRefresh(o)
+		}
 	}
 	return errors.Join(errs...)
 }
