@@ -110,6 +110,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		addresses.ExtraHosts = a.domains.Hosts
 	}
 	failures, attempts := Limits(cfg, accounts.Client())
+	pacer := ShopPacer(cfg, accounts, o.ProxyMaxWait)
+	connector.SetPacer(pacer)
 	issuer, err := tokenIssuer(cfg, log)
 	if err != nil {
 		_ = accounts.Close()
@@ -119,7 +121,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		Config: cfg, Log: log, Connector: connector, Accounts: accounts, Sessions: accounts, Store: accounts, Sealing: accounts, Tokens: issuer,
 		Failures: failures, Attempts: attempts, IPExtractor: handlers.IPExtractor(cfg.TrustedProxies),
 		Addresses: &addresses, Metrics: m, Settings: schema,
-		ServiceAPI: ServiceAPI(cfg, log, accounts, crmClient, m, issuer, o.ProxyMaxWait),
+		ServiceAPI: ServiceAPI(cfg, log, accounts, crmClient, m, issuer, pacer),
 	})
 	if o.Wrap != nil {
 		handler = o.Wrap(handler)

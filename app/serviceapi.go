@@ -20,21 +20,27 @@ import (
 // WriteTimeout (CRM_TIMEOUT + 15s).
 const ProxyMaxWait = 5 * time.Second
 
-// ServiceAPI builds the service API (/service/api) on the store, the CRM
-// client (the same guarded transport as every CRM call) and a pacer per
-// shop in the store's Redis at CRM_RATE_PER_SECOND, each call waiting at
-// most maxWait for its turn (0: ProxyMaxWait).
-func ServiceAPI(cfg config.Config, log *slog.Logger, accounts *store.Redis, c *crm.Client, m *metrics.Metrics, issuer *tokens.Issuer, maxWait time.Duration) *serviceapi.API {
+// ShopPacer spaces the calls to each shop's CRM at CRM_RATE_PER_SECOND
+// across replicas (the store's Redis): the proxy's and the key checks'.
+// Each call waits at most maxWait for its turn (0: ProxyMaxWait).
+func ShopPacer(cfg config.Config, accounts *store.Redis, maxWait time.Duration) *ratelimit.Pacer {
 	if maxWait <= 0 {
 		maxWait = ProxyMaxWait
 	}
+	return ratelimit.NewPacer(accounts.Client(), cfg.RedisKeyPrefix, cfg.CRMRatePerSecond, maxWait)
+}
+
+// ServiceAPI builds the service API (/service/api) on the store, the CRM
+// client (the same guarded transport as every CRM call) and the shops'
+// pacer.
+func ServiceAPI(cfg config.Config, log *slog.Logger, accounts *store.Redis, c *crm.Client, m *metrics.Metrics, issuer *tokens.Issuer, pacer *ratelimit.Pacer) *serviceapi.API {
 	var reg *metrics.ServiceAPI
 	if m != nil {
 		reg = metrics.NewServiceAPI(m.Registry())
 	}
 	d := serviceapi.Deps{
 		Accounts: accounts, CRM: c, Log: log, Metrics: reg, Outcome: handlers.Outcome,
-		Pacer: ratelimit.NewPacer(accounts.Client(), cfg.RedisKeyPrefix, cfg.CRMRatePerSecond, maxWait),
+		Pacer: pacer,
 	}
 	if issuer != nil { // a nil *tokens.Issuer must stay a nil interface
 		d.Tokens = issuer

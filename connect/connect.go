@@ -129,6 +129,7 @@ type Service struct {
 	// caller went away.
 	writeTimeout time.Duration
 	sweep        SweepOptions
+	pacer        Pacer // nil: key checks are not paced
 	// OnSweep, when set, is told what every sweep did (metrics).
 	OnSweep func(SweepResult)
 }

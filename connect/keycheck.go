@@ -20,6 +20,17 @@ type KeyChecks interface {
 
 var _ KeyChecks = (*store.Redis)(nil)
 
+// Pacer spaces calls to one shop's CRM under its rate limit
+// (ratelimit.Pacer, shared with the CRM proxy): Wait returns once it is
+// the caller's turn, or an error when the queue is full.
+type Pacer interface {
+	Wait(ctx context.Context, key string) (time.Duration, error)
+}
+
+// SetPacer makes key checks take their turn under each shop's CRM rate
+// limit.
+func (s *Service) SetPacer(p Pacer) { s.pacer = p }
+
 // Key check outcomes, for metrics.
 const (
 	KeyCheckHealthy       = "healthy"
@@ -69,6 +80,13 @@ func (s *Service) checkKey1(ctx context.Context, checks KeyChecks, id string) st
 	acc, err := s.store.Get(ctx, id)
 	if err != nil || !acc.Connected || acc.APIKey.IsZero() || !acc.Active || acc.Frozen {
 		return KeyCheckSkipped // gone, unreadable, or a module the CRM does not run: nothing uses its key
+	}
+	// The check is one more call to the shop's CRM: it takes its turn under
+	// the shop's rate limit like the module's own calls through the proxy.
+	if s.pacer != nil {
+		if _, err := s.pacer.Wait(ctx, acc.ID); err != nil {
+			return KeyCheckFailed // the shop's CRM is busy: checked again next interval
+		}
 	}
 	health, missing := store.KeyHealthy, []string(nil)
 	creds, err := s.crm.FetchCredentials(ctx, acc.SystemURL, acc.APIKey)

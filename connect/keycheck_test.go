@@ -1,6 +1,8 @@
 package connect_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -147,5 +149,50 @@ func TestKeyChecksArePacedEvenlyAndNeverDoubled(t *testing.T) {
 		for id, n := range seen {
 			assert.GreaterOrEqual(t, n, 2, "%s: once per interval", id)
 		}
+	})
+}
+
+// recordingPacer says every turn is now, and remembers whose it was.
+type recordingPacer struct {
+	mu    sync.Mutex
+	turns []string
+	full  bool
+}
+
+func (p *recordingPacer) Wait(_ context.Context, key string) (time.Duration, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.turns = append(p.turns, key)
+	if p.full {
+		return 0, errors.New("the shop's queue is full")
+	}
+	return 0, nil
+}
+
+func TestAKeyCheckTakesItsTurnUnderTheShopsRateLimit(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newCaseEnv(t, b)
+		const every = time.Hour
+		e.store.SetKeyCheckInterval(every)
+		pacer := &recordingPacer{}
+		e.svc.SetPacer(pacer)
+		url := "https://shop.retailcrm.ru"
+		sh := e.shop(url, "key-1")
+		acc, err := e.svc.Connect(t.Context(), url, "key-1")
+		require.NoError(t, err)
+		checksBefore := sh.checks
+
+		e.advance(every + time.Minute)
+		got, err := e.svc.CheckKeys(t.Context(), e.store, every)
+		require.NoError(t, err)
+		assert.Equal(t, map[string]int{connect.KeyCheckHealthy: 1}, got)
+		assert.Equal(t, []string{acc.ID}, pacer.turns, "the check took the shop's turn")
+
+		pacer.full = true
+		e.advance(every + time.Minute)
+		got, err = e.svc.CheckKeys(t.Context(), e.store, every)
+		require.NoError(t, err)
+		assert.Equal(t, map[string]int{connect.KeyCheckFailed: 1}, got, "a busy shop's CRM is not asked")
+		assert.Equal(t, checksBefore+1, sh.checks, "only the first check reached the CRM")
 	})
 }
