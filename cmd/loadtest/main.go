@@ -214,7 +214,7 @@ func build(ctx context.Context, o options, r *report) (binaries, func(), error) 
 	start := time.Now()
 	if b.service == "" {
 		b.service = filepath.Join(dir, "simpleconnect")
-		if err := goBuild(ctx, root, b.service); err != nil {
+		if err := goBuild(ctx, root, b.service, serviceBuildFlags...); err != nil {
 			cleanup()
 			return b, nil, err
 		}

@@ -183,10 +183,17 @@ func procMemory(pid int) (cur, peak int64, err error) {
 	return cur, peak, nil
 }
 
+// serviceBuildFlags are extra flags for the service's build: none in a
+// real run (it is measured as deployed). The tests' small runs, whose
+// figures are not judged, build it as the tests were built (-race), so
+// the build only links what `go test -race` compiled already.
+var serviceBuildFlags []string
+
 // goBuild builds the main package in dir (a module of its own or this one)
 // to out.
-func goBuild(ctx context.Context, dir, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, ".")
+func goBuild(ctx context.Context, dir, out string, flags ...string) error {
+	args := append(append([]string{"build"}, flags...), "-o", out, ".")
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
