@@ -300,7 +300,16 @@ func (b *browser) openFromCRM(accountURL, clientID string, waitFor string) {
 // document about to be replaced.
 func (b *browser) settled() {
 	b.t.Helper()
-	b.do("the page has loaded", chromedp.Poll[chromedp.Void](`document.readyState === "complete"`, chromedp.WithPollingInterval(10*time.Millisecond)))
+	var err error
+	for range 50 {
+		err = chromedp.Do(b.ctx, chromedp.Poll[chromedp.Void](`document.readyState === "complete"`, chromedp.WithPollingInterval(10*time.Millisecond)))
+		// A navigation still under way (a redirect after a click) replaces
+		// the document the poll ran in: poll the new one.
+		if err == nil || !strings.Contains(err.Error(), "context") {
+			break
+		}
+	}
+	require.NoError(b.t, err, "browser step: the page has loaded")
 }
 
 // The watch itself: a stylesheet, image or icon that does not load, and a

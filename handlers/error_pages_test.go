@@ -43,7 +43,7 @@ type noAttemptsLeft struct{}
 func (noAttemptsLeft) Allow(context.Context, string, redact.Secret) (bool, bool, error) {
 	return false, false, nil
 }
-func (noAttemptsLeft) Failed(context.Context, string, redact.Secret) error { return nil }
+func (noAttemptsLeft) Ended(context.Context, string, redact.Secret) error { return nil }
 func (noAttemptsLeft) InFlight(context.Context, string, redact.Secret) (bool, error) {
 	return false, nil
 }

@@ -41,7 +41,7 @@ type FailureBudget interface {
 // may still be under way.
 type AttemptBudget interface {
 	Allow(ctx context.Context, systemURL string, apiKey redact.Secret) (ok, inFlight bool, err error)
-	Failed(ctx context.Context, systemURL string, apiKey redact.Secret) error
+	Ended(ctx context.Context, systemURL string, apiKey redact.Secret) error
 	InFlight(ctx context.Context, systemURL string, apiKey redact.Secret) (bool, error)
 }
 
@@ -122,18 +122,27 @@ func (s *server) allowAttempt(c echo.Context, systemURL string, apiKey redact.Se
 	return ok, inFlight
 }
 
-// attemptFailed tells the bound that an attempt of the pair ended without
-// success (best effort: registers waiting for it stop at its deadline
-// anyway).
-func (s *server) attemptFailed(c echo.Context, systemURL string, apiKey redact.Secret) {
+// attemptEnded tells the bound that an attempt of the pair ended, so that
+// registers past the bound stop waiting for it (best effort: they stop at
+// its deadline anyway). A failure is told before the reply; a success
+// after it, off the reply's path: the register's round trips stay its own.
+func (s *server) attemptEnded(c echo.Context, systemURL string, apiKey redact.Secret, failed bool) {
 	if s.attempts == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), time.Second)
-	defer cancel()
-	if err := s.attempts.Failed(ctx, systemURL, apiKey); err != nil {
-		s.log.WarnContext(ctx, "attempt bound unavailable; registers waiting for this attempt wait for its deadline", "err", err)
+	tell := func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if err := s.attempts.Ended(ctx, systemURL, apiKey); err != nil {
+			s.log.WarnContext(ctx, "attempt bound unavailable; registers waiting for this attempt wait for its deadline", "err", err)
+		}
 	}
+	ctx := context.WithoutCancel(c.Request().Context())
+	if failed {
+		tell(ctx)
+		return
+	}
+	go tell(ctx)
 }
 
 // registerFromStoredState answers a register past its pair's bound without

@@ -156,7 +156,7 @@ func NewAttempts(rdb redis.UniversalClient, prefix string, perMinute int, lasts 
 
 // The scripts run on Redis's own clock (TIME: one clock for every replica).
 // A pair's hash holds tat (GCRA), last (when an attempt last went) and done
-// (when an attempt last ended without success).
+// (when an attempt last ended).
 const attemptsClock = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -202,9 +202,9 @@ func (a *Attempts) Allow(ctx context.Context, systemURL string, apiKey redact.Se
 	return res[0] == 1, res[1] == 1, nil
 }
 
-// Failed records that an attempt of the pair ended without success, so
-// registers past the bound stop waiting for it.
-func (a *Attempts) Failed(ctx context.Context, systemURL string, apiKey redact.Secret) error {
+// Ended records that an attempt of the pair ended (whatever its outcome),
+// so registers past the bound stop waiting for it.
+func (a *Attempts) Ended(ctx context.Context, systemURL string, apiKey redact.Secret) error {
 	return attemptDone.Run(ctx, a.rdb, []string{a.key(systemURL, apiKey)}).Err()
 }
 

@@ -143,7 +143,7 @@ func TestAttemptsAreBoundedPerShopAndKey(t *testing.T) {
 		_, inFlight, err := replicaA.Allow(ctx, shop, key)
 		require.NoError(t, err)
 		assert.True(t, inFlight, "and says the last attempt that went may still be under way")
-		require.NoError(t, replicaB.Failed(ctx, shop, key))
+		require.NoError(t, replicaB.Ended(ctx, shop, key))
 		inFlight, err = replicaA.InFlight(ctx, shop, key)
 		require.NoError(t, err)
 		assert.False(t, inFlight, "until it is reported ended")
