@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	mrand "math/rand/v2"
 	"strconv"
 	"strings"
@@ -589,10 +588,6 @@ func (s *Redis) Due(ctx context.Context, now time.Time, limit int) ([]string, er
 	}).Result()
 }
 
-func clone(a Account) Account {
-	a.Settings = maps.Clone(a.Settings)
-	return a
-}
 
 // SetKeyHealth records what a check of the account's key (the one proved
 // by attempt keySeq) found. A key replaced meanwhile is not judged by a
