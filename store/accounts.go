@@ -588,7 +588,6 @@ func (s *Redis) Due(ctx context.Context, now time.Time, limit int) ([]string, er
 	}).Result()
 }
 
-
 // SetKeyHealth records what a check of the account's key (the one proved
 // by attempt keySeq) found. A key replaced meanwhile is not judged by a
 // check of the old one: ErrStale. changed: the health is new (an event was
