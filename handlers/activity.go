@@ -1,52 +1,16 @@
 package handlers
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/modulehub/simpleconnect/connect"
-	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/store"
+	"github.com/modulehub/simpleconnect/webhook"
 )
-
-// ActivityRequest is the CRM's activity callback (spec §5).
-type ActivityRequest struct {
-	ClientID  redact.Secret
-	SystemURL string
-	Active    bool
-	Freeze    bool
-}
-
-// ParseActivity reads the activity callback's form.
-func ParseActivity(form map[string][]string) (ActivityRequest, error) {
-	get := func(k string) string {
-		if v := form[k]; len(v) > 0 {
-			return strings.TrimSpace(v[0])
-		}
-		return ""
-	}
-	req := ActivityRequest{ClientID: redact.Secret(get("clientId")), SystemURL: get("systemUrl")}
-	if req.ClientID.IsZero() || len(req.ClientID.Reveal()) > 256 {
-		return ActivityRequest{}, fmt.Errorf("%w: clientId missing or too long", errBadRequest)
-	}
-	if len(req.SystemURL) > maxSystemURLLen {
-		return ActivityRequest{}, fmt.Errorf("%w: systemUrl too long", errBadRequest)
-	}
-	var activity struct {
-		Active *bool `json:"active"`
-		Freeze bool  `json:"freeze"`
-	}
-	if err := json.Unmarshal([]byte(get("activity")), &activity); err != nil || activity.Active == nil {
-		return ActivityRequest{}, fmt.Errorf("%w: activity is not {\"active\":…,\"freeze\":…}", errBadRequest)
-	}
-	req.Active, req.Freeze = *activity.Active, activity.Freeze
-	return req, nil
-}
 
 // handleActivity applies the CRM's activity callback: the module was
 // switched on or off, frozen or unfrozen, or the shop moved to a new address.
@@ -55,7 +19,7 @@ func (s *server) handleActivity(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	req, err := ParseActivity(form)
+	req, err := webhook.ParseActivity(form)
 	if err != nil {
 		return err
 	}
@@ -74,7 +38,7 @@ func (s *server) handleActivity(c echo.Context) error {
 			// the CRM, so it is applied, and the move is refused.
 			// (Never contacted nor stored: with follow false the address only
 			// tells a move from a plain switch.)
-			if _, aerr := s.connector.Activity(ctx, acc, req.state(), req.SystemURL, false); aerr != nil && !errors.Is(aerr, connect.ErrMoveRefused) {
+			if _, aerr := s.connector.Activity(ctx, acc, stateOf(req), req.SystemURL, false); aerr != nil && !errors.Is(aerr, connect.ErrMoveRefused) {
 				return aerr
 			}
 			return fmt.Errorf("%w: %w", connect.ErrMoveRefused, err)
@@ -83,13 +47,16 @@ func (s *server) handleActivity(c echo.Context) error {
 			moved, follow = canonical, s.addresses.Follows(canonical)
 		}
 	}
-	if _, err := s.connector.Activity(ctx, acc, req.state(), moved, follow); err != nil {
+	if _, err := s.connector.Activity(ctx, acc, stateOf(req), moved, follow); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, webhookReply{Success: true})
 }
 
-func (r ActivityRequest) state() store.State { return store.State{Active: r.Active, Frozen: r.Freeze} }
+// stateOf is the callback's switch as the store keeps it.
+func stateOf(r webhook.ActivityRequest) store.State {
+	return store.State{Active: r.Active, Frozen: r.Freeze}
+}
 
 // notFoundAs replaces store.ErrNotFound with a more precise error.
 func notFoundAs(err, with error) error {

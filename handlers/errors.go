@@ -14,11 +14,12 @@ import (
 	"github.com/modulehub/simpleconnect/i18n"
 	"github.com/modulehub/simpleconnect/store"
 	"github.com/modulehub/simpleconnect/verify"
+	"github.com/modulehub/simpleconnect/webhook"
 )
 
 // Errors the handlers raise themselves.
 var (
-	errBadRequest     = errors.New("request could not be read")
+	errBadRequest     = webhook.ErrBadRequest // a form that is not the CRM's; the one sentinel for every unreadable request
 	errTooLarge       = errors.New("request body too large")
 	errUnknownClient  = errors.New("unknown clientId")
 	errNoSession      = errors.New("no session")

@@ -11,8 +11,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/modulehub/simpleconnect/config"
-	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/verify"
+	"github.com/modulehub/simpleconnect/webhook"
 )
 
 // handleConfig answers the CRM's configUrl (spec §1).
@@ -29,59 +29,6 @@ func configReply(cfg config.Config) []byte {
 		RegisterURL string   `json:"registerUrl"`
 	}{true, cfg.ModuleScopes, cfg.PublicURLFor("/register")})
 	return append(b, '\n')
-}
-
-// RegisterRequest is the CRM's register call (spec §2).
-type RegisterRequest struct {
-	APIKey    redact.Secret
-	SystemURL string
-	Token     redact.Secret
-}
-
-// Limits on register fields: far above what the CRM sends, far below what
-// could hurt.
-const (
-	maxAPIKeyLen    = 256
-	maxSystemURLLen = 2048
-	maxTokenLen     = 128
-)
-
-// ParseRegister reads a register form: one field "register" holding a JSON
-// object, or the bracket form register[apiKey]=…&register[systemUrl]=…&register[token]=….
-func ParseRegister(form url.Values) (RegisterRequest, error) {
-	var in struct {
-		APIKey    string `json:"apiKey"`
-		SystemURL string `json:"systemUrl"`
-		Token     string `json:"token"`
-	}
-	if raw, ok := form["register"]; ok {
-		if len(raw) != 1 {
-			return RegisterRequest{}, fmt.Errorf("%w: register given %d times", errBadRequest, len(raw))
-		}
-		dec := json.NewDecoder(strings.NewReader(raw[0]))
-		if err := dec.Decode(&in); err != nil {
-			return RegisterRequest{}, fmt.Errorf("%w: register is not a JSON object", errBadRequest)
-		}
-		if dec.More() {
-			return RegisterRequest{}, fmt.Errorf("%w: trailing data after register JSON", errBadRequest)
-		}
-	} else {
-		in.APIKey = form.Get("register[apiKey]")
-		in.SystemURL = form.Get("register[systemUrl]")
-		in.Token = form.Get("register[token]")
-	}
-	in.APIKey, in.SystemURL, in.Token = strings.TrimSpace(in.APIKey), strings.TrimSpace(in.SystemURL), strings.TrimSpace(in.Token)
-	switch {
-	case in.APIKey == "" && in.SystemURL == "" && in.Token == "":
-		return RegisterRequest{}, fmt.Errorf("%w: no register data", errBadRequest)
-	case in.APIKey == "" || len(in.APIKey) > maxAPIKeyLen:
-		return RegisterRequest{}, fmt.Errorf("%w: apiKey missing or too long", errBadRequest)
-	case in.SystemURL == "" || len(in.SystemURL) > maxSystemURLLen:
-		return RegisterRequest{}, fmt.Errorf("%w: systemUrl missing or too long", errBadRequest)
-	case len(in.Token) > maxTokenLen:
-		return RegisterRequest{}, fmt.Errorf("%w: token too long", errBadRequest)
-	}
-	return RegisterRequest{APIKey: redact.Secret(in.APIKey), SystemURL: in.SystemURL, Token: redact.Secret(in.Token)}, nil
 }
 
 // formValues reads a urlencoded or multipart form; anything else is a bad
@@ -110,7 +57,7 @@ func (s *server) handleRegister(c echo.Context) error {
 	if err != nil {
 		return s.registerFailed(c, err)
 	}
-	req, err := ParseRegister(form)
+	req, err := webhook.ParseRegister(form)
 	if err != nil {
 		return s.registerFailed(c, err)
 	}

@@ -10,9 +10,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/modulehub/simpleconnect/handlers"
 	"github.com/modulehub/simpleconnect/redact"
 	"github.com/modulehub/simpleconnect/verify"
+	"github.com/modulehub/simpleconnect/webhook"
 )
 
 // BenchmarkParseRegister reads a register form as the CRM sends it, in both
@@ -33,7 +33,7 @@ func BenchmarkParseRegister(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := handlers.ParseRegister(bc.form); err != nil {
+				if _, err := webhook.ParseRegister(bc.form); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,11 +1,11 @@
-package handlers_test
+package webhook_test
 
 import (
 	"net/url"
 	"strings"
 	"testing"
 
-	"github.com/modulehub/simpleconnect/handlers"
+	"github.com/modulehub/simpleconnect/webhook"
 )
 
 // FuzzParseRegister: any body either parses into a bounded request or is
@@ -22,7 +22,7 @@ func FuzzParseRegister(f *testing.F) {
 		if err != nil {
 			return
 		}
-		req, err := handlers.ParseRegister(form)
+		req, err := webhook.ParseRegister(form)
 		if err != nil {
 			return
 		}
@@ -46,7 +46,7 @@ func FuzzParseActivity(f *testing.F) {
 	f.Add("", "", "")
 	f.Add("abc", "", `{"freeze":true}`)
 	f.Fuzz(func(t *testing.T, clientID, systemURL, activity string) {
-		req, err := handlers.ParseActivity(url.Values{"clientId": {clientID}, "systemUrl": {systemURL}, "activity": {activity}})
+		req, err := webhook.ParseActivity(url.Values{"clientId": {clientID}, "systemUrl": {systemURL}, "activity": {activity}})
 		if err != nil {
 			return
 		}
