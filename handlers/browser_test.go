@@ -35,7 +35,8 @@ import (
 // The account page in a real browser: Debian's chromium, driven through the
 // DevTools protocol. Every test fails on a console error, an exception, a
 // CSP violation, or any subresource (stylesheet, script, image, icon) that
-// does not load. Screenshots go to artifacts/browser/<lang>/ (git-ignored);
+// does not load. With BROWSER_ARTIFACTS=1, screenshots go to
+// artifacts/browser/<lang>/ (git-ignored);
 // with UPDATE_SCREENSHOTS=1, TestEveryPageStateInEveryLanguage also writes
 // the README's, docs/screenshots/<lang>/<state>.png.
 
@@ -256,16 +257,24 @@ func (b *browser) location() string {
 	return run(b, "location", chromedp.Location())
 }
 
-// screenshot saves the whole page as artifacts/browser/<lang>/<name>.png,
-// and in docs/screenshots/<lang>/ too when docs is set and
-// UPDATE_SCREENSHOTS=1.
+// screenshot saves the whole page as artifacts/browser/<lang>/<name>.png
+// (with BROWSER_ARTIFACTS=1), and in docs/screenshots/<lang>/ when docs is
+// set and UPDATE_SCREENSHOTS=1. Otherwise it takes none: a full-page PNG
+// per state and language is seconds of CPU that a run nobody looks at
+// (CI's clean clone) would only throw away.
 func (b *browser) screenshot(lang, name string, docs bool) {
 	b.t.Helper()
-	png := run(b, "screenshot "+name, chromedp.FullScreenshot(100)) // 100: PNG
-	dirs := []string{filepath.Join(artifactsDir, lang)}
+	var dirs []string
+	if os.Getenv("BROWSER_ARTIFACTS") == "1" {
+		dirs = append(dirs, filepath.Join(artifactsDir, lang))
+	}
 	if docs && os.Getenv("UPDATE_SCREENSHOTS") == "1" {
 		dirs = append(dirs, filepath.Join(docsScreensDir, lang))
 	}
+	if len(dirs) == 0 {
+		return
+	}
+	png := run(b, "screenshot "+name, chromedp.FullScreenshot(100)) // 100: PNG
 	for _, dir := range dirs {
 		require.NoError(b.t, os.MkdirAll(dir, 0o755))
 		require.NoError(b.t, os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644))
