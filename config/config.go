@@ -400,25 +400,34 @@ type EncryptionKeys [][]byte
 // Decode implements envconfig.Decoder through splitList, like every list.
 // Its errors never quote the value.
 func (k *EncryptionKeys) Decode(value string) error {
-	*k = nil
-	parts, err := splitList(value)
+	keys, err := decodeKeys(value, "want 32")
+	*k = keys
+	return err
+}
+
+// decodeKeys reads a list of base64 32-byte keys (ENCRYPTION_KEY,
+// TOKEN_SIGNING_KEY); want ends the message for a key of another length.
+// Its errors never quote the value.
+func decodeKeys(value, want string) ([][]byte, error) {
+	parts, err := splitList(value) // the one list parser: trimmed, no empty item
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var keys [][]byte
 	for i, part := range parts {
 		b, err := base64.StdEncoding.DecodeString(part)
 		if err != nil {
 			b, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(part, "="))
 		}
 		if err != nil {
-			return safeError(fmt.Sprintf("key #%d is not base64", i+1))
+			return nil, safeError(fmt.Sprintf("key #%d is not base64", i+1))
 		}
 		if len(b) != 32 {
-			return safeError(fmt.Sprintf("key #%d is %d bytes, want 32", i+1, len(b)))
+			return nil, safeError(fmt.Sprintf("key #%d is %d bytes, %s", i+1, len(b), want))
 		}
-		*k = append(*k, b)
+		keys = append(keys, b)
 	}
-	return nil
+	return keys, nil
 }
 
 // String, Format, LogValue and MarshalJSON keep the keys out of any printed

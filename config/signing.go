@@ -1,11 +1,9 @@
 package config
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 )
 
 // SigningKeys are Ed25519 seeds (32 bytes) that sign the tokens for the
@@ -16,25 +14,9 @@ type SigningKeys [][]byte
 // Decode implements envconfig.Decoder through splitList, like every list.
 // Its errors never quote the value.
 func (k *SigningKeys) Decode(value string) error {
-	*k = nil
-	parts, err := splitList(value) // the one list parser: trimmed, no empty item
-	if err != nil {
-		return err
-	}
-	for i, part := range parts {
-		b, err := base64.StdEncoding.DecodeString(part)
-		if err != nil {
-			b, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(part, "="))
-		}
-		if err != nil {
-			return safeError(fmt.Sprintf("key #%d is not base64", i+1))
-		}
-		if len(b) != 32 {
-			return safeError(fmt.Sprintf("key #%d is %d bytes, want a 32-byte Ed25519 seed (openssl rand -base64 32)", i+1, len(b)))
-		}
-		*k = append(*k, b)
-	}
-	return nil
+	keys, err := decodeKeys(value, "want a 32-byte Ed25519 seed (openssl rand -base64 32)")
+	*k = keys
+	return err
 }
 
 // String, Format, LogValue and MarshalJSON keep the keys out of any printed
