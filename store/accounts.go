@@ -198,17 +198,12 @@ func (s *Redis) Acquire(ctx context.Context, id string) (Account, Lease, []strin
 	if err != nil {
 		return Account{}, Lease{}, nil, err
 	}
-	switch verdict, rest := reply(res); verdict {
-	case "ok":
-		acc, bad := s.decode(hashOf(rest[0]))
-		return acc, Lease{AccountID: id, Token: token}, bad, nil
-	case "held":
-		return Account{}, Lease{}, nil, ErrLeaseHeld
-	case "gone":
-		return Account{}, Lease{}, nil, ErrNotFound
-	default:
-		return Account{}, Lease{}, nil, fmt.Errorf("store: acquire: unexpected reply %q", verdict)
+	verdict, rest := reply(res)
+	if verdict != "ok" {
+		return Account{}, Lease{}, nil, refusal("acquire", verdict)
 	}
+	acc, bad := s.decode(hashOf(rest[0]))
+	return acc, Lease{AccountID: id, Token: token}, bad, nil
 }
 
 // Release gives a lease back (a no-op when it was lost meanwhile).
@@ -280,21 +275,14 @@ func (s *Redis) Record(ctx context.Context, l Lease, read Account, sy Sync) (Acc
 	if err != nil {
 		return Account{}, err
 	}
-	switch verdict, rest := reply(res); verdict {
-	case "ok":
-		if url != read.SystemURL {
-			s.shops.put(url, l.AccountID)
-		}
-		return s.decodeStrict(hashOf(rest[1]))
-	case "lost":
-		return Account{}, ErrLeaseLost
-	case "taken":
-		return Account{}, ErrAddressTaken
-	case "gone":
-		return Account{}, ErrNotFound
-	default:
-		return Account{}, fmt.Errorf("store: record: unexpected reply %q", verdict)
+	verdict, rest := reply(res)
+	if verdict != "ok" {
+		return Account{}, refusal("record", verdict)
 	}
+	if url != read.SystemURL {
+		s.shops.put(url, l.AccountID)
+	}
+	return s.decodeStrict(hashOf(rest[1]))
 }
 
 // AbortOutcome says what Abort did.
@@ -331,12 +319,10 @@ func (s *Redis) Abort(ctx context.Context, l Lease, read Account, seq int64, kee
 		return Aborted, nil
 	case "superseded":
 		return Superseded, nil
-	case "lost":
-		return "", ErrLeaseLost
 	case "gone":
 		return Deleted, nil
 	default:
-		return "", fmt.Errorf("store: abort: unexpected reply %q", verdict)
+		return "", refusal("abort", verdict)
 	}
 }
 
@@ -348,7 +334,7 @@ func (s *Redis) Abandon(ctx context.Context, l Lease) error {
 	if err != nil {
 		return err
 	}
-	return leaseVerdict(res)
+	return okOr("abandon", res)
 }
 
 // Intend records, under l, that an edit got no clear answer (the CRM may or
@@ -366,7 +352,7 @@ func (s *Redis) Intend(ctx context.Context, l Lease, read Account, st *State) er
 	if err != nil {
 		return err
 	}
-	return leaseVerdict(res)
+	return okOr("intend", res)
 }
 
 // Backoff leaves unfinished work for the sweeper to try again at next,
@@ -378,19 +364,32 @@ func (s *Redis) Backoff(ctx context.Context, l Lease, next time.Time, unsure boo
 	if err != nil {
 		return err
 	}
-	return leaseVerdict(res)
+	return okOr("backoff", res)
 }
 
-func leaseVerdict(res any) error {
-	switch verdict, _ := reply(res); verdict {
-	case "ok":
-		return nil
-	case "lost":
-		return ErrLeaseLost
+// okOr is nil for a script's "ok", else its refusal.
+func okOr(op string, res any) error {
+	if verdict, _ := reply(res); verdict != "ok" {
+		return refusal(op, verdict)
+	}
+	return nil
+}
+
+// refusal is the store's error for a script's verdict other than "ok".
+func refusal(op, verdict string) error {
+	switch verdict {
 	case "gone":
 		return ErrNotFound
+	case "held":
+		return ErrLeaseHeld
+	case "lost":
+		return ErrLeaseLost
+	case "taken":
+		return ErrAddressTaken
+	case "stale":
+		return ErrStale
 	default:
-		return fmt.Errorf("store: unexpected reply %q", verdict)
+		return fmt.Errorf("store: %s: unexpected reply %q", op, verdict)
 	}
 }
 
@@ -408,14 +407,11 @@ func (s *Redis) SetActivity(ctx context.Context, id string, st State, l Lease, c
 	if err != nil {
 		return Account{}, err
 	}
-	switch verdict, rest := reply(res); verdict {
-	case "ok":
-		return s.decodeStrict(hashOf(rest[0]))
-	case "gone":
-		return Account{}, ErrNotFound
-	default:
-		return Account{}, fmt.Errorf("store: activity: unexpected reply %q", verdict)
+	verdict, rest := reply(res)
+	if verdict != "ok" {
+		return Account{}, refusal("activity", verdict)
 	}
+	return s.decodeStrict(hashOf(rest[0]))
 }
 
 // SaveSettings replaces the account's connection settings. read is the
@@ -433,14 +429,11 @@ func (s *Redis) SaveSettings(ctx context.Context, read Account, settings map[str
 	if err != nil {
 		return Account{}, err
 	}
-	switch verdict, rest := reply(res); verdict {
-	case "ok":
-		return s.decodeStrict(hashOf(rest[0]))
-	case "gone":
-		return Account{}, ErrNotFound
-	default:
-		return Account{}, fmt.Errorf("store: settings: unexpected reply %q", verdict)
+	verdict, rest := reply(res)
+	if verdict != "ok" {
+		return Account{}, refusal("settings", verdict)
 	}
+	return s.decodeStrict(hashOf(rest[0]))
 }
 
 // Repair gives an account a register reached, whose record had fields that
@@ -468,17 +461,12 @@ func (s *Redis) Repair(ctx context.Context, l Lease, bad []string) (Account, err
 	if err != nil {
 		return Account{}, err
 	}
-	switch verdict, rest := reply(res); verdict {
-	case "ok":
-		s.forgetUnreadable(l.AccountID)
-		return s.decodeStrict(hashOf(rest[0]))
-	case "lost":
-		return Account{}, ErrLeaseLost
-	case "gone":
-		return Account{}, ErrNotFound
-	default:
-		return Account{}, fmt.Errorf("store: repair: unexpected reply %q", verdict)
+	verdict, rest := reply(res)
+	if verdict != "ok" {
+		return Account{}, refusal("repair", verdict)
 	}
+	s.forgetUnreadable(l.AccountID)
+	return s.decodeStrict(hashOf(rest[0]))
 }
 
 // resealArgs re-seals the sealed fields of read with the current key, as
@@ -598,18 +586,13 @@ func (s *Redis) SetKeyHealth(ctx context.Context, id string, keySeq int64, h Key
 	if err != nil {
 		return Account{}, false, err
 	}
-	switch verdict, rest := reply(res); verdict {
-	case "ok":
-		changed, _ := rest[0].(int64)
-		acc, err := s.decodeStrict(hashOf(rest[1]))
-		return acc, changed == 1, err
-	case "stale":
-		return Account{}, false, ErrStale
-	case "gone":
-		return Account{}, false, ErrNotFound
-	default:
-		return Account{}, false, fmt.Errorf("store: key health: unexpected reply %q", verdict)
+	verdict, rest := reply(res)
+	if verdict != "ok" {
+		return Account{}, false, refusal("key health", verdict)
 	}
+	changed, _ := rest[0].(int64)
+	acc, err := s.decodeStrict(hashOf(rest[1]))
+	return acc, changed == 1, err
 }
 
 // ErrStale means what the caller learnt is about a key the account no
