@@ -483,6 +483,9 @@ func (s *Redis) resealArgs(read Account, skip string) []any {
 		if f == skip || !ok {
 			continue
 		}
+		if id, _ := sealKeyID(old); id == s.currentKey {
+			continue // current already: no need to decrypt it to know (every write asks)
+		}
 		pt, stale, err := s.ring.Open([]byte(old), []byte(key+"#"+f))
 		if err != nil || !stale {
 			continue

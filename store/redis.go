@@ -57,6 +57,7 @@ type Redis struct {
 	rdb        redis.UniversalClient
 	keys       keys
 	ring       *seal.Keyring
+	currentKey string // the id of the key that seals, as the values' headers name it
 	maxEvents  int64
 	leaseTTL   time.Duration
 	retryAfter time.Duration
@@ -195,7 +196,7 @@ func New(rdb redis.UniversalClient, prefix string, encryptionKeys ...[]byte) (*R
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	return &Redis{
-		rdb: rdb, keys: newKeys(prefix), ring: ring, maxEvents: 10000,
+		rdb: rdb, keys: newKeys(prefix), ring: ring, currentKey: seal.FormatKeyID(ring.IDs()[0]), maxEvents: 10000,
 		leaseTTL: 30 * time.Second, retryAfter: 2 * time.Minute,
 		now:     func() time.Time { return time.Now().UTC() },
 		closers: []func() error{rdb.Close},

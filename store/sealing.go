@@ -82,7 +82,7 @@ func (s *Redis) keyIDs() []string {
 }
 
 // CurrentKeyID is the id of the key that seals new values.
-func (s *Redis) CurrentKeyID() string { return s.keyIDs()[0] }
+func (s *Redis) CurrentKeyID() string { return s.currentKey }
 
 // adoptFormat1 adds every account to its key ids' sets once, for data
 // written before the sets existed (format 1). Idempotent, so replicas
