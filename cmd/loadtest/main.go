@@ -236,6 +236,20 @@ func runAll(ctx context.Context, o options, r *report) error {
 		return err
 	}
 	defer cleanBins()
+	// Every phase's children log here, never into the working directory.
+	logDir := o.logDir
+	if logDir == "" {
+		d, err := os.MkdirTemp("", "loadtest-logs-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		logDir = d
+	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return err
+	}
+
+	o.logDir = logDir
 	if has(o.phases, "startup") {
 		if err := phaseStartup(ctx, o, bins.service, r); err != nil {
 			return fmt.Errorf("startup: %w", err)
@@ -248,18 +262,6 @@ func runAll(ctx context.Context, o options, r *report) error {
 	}
 	if !has(o.phases, "config") && !has(o.phases, "register") && !has(o.phases, "same-shop") && !has(o.phases, "accounts") && !has(o.phases, "wave") {
 		return nil
-	}
-
-	logDir := o.logDir
-	if logDir == "" {
-		d, err := os.MkdirTemp("", "loadtest-logs-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		logDir = d
-	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return err
 	}
 
 	redisURL := o.redisURL
