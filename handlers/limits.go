@@ -122,27 +122,20 @@ func (s *server) allowAttempt(c echo.Context, systemURL string, apiKey redact.Se
 	return ok, inFlight
 }
 
-// attemptEnded tells the bound that an attempt of the pair ended, so that
-// registers past the bound stop waiting for it (best effort: they stop at
-// its deadline anyway). A failure is told before the reply; a success
-// after it, off the reply's path: the register's round trips stay its own.
-func (s *server) attemptEnded(c echo.Context, systemURL string, apiKey redact.Secret, failed bool) {
+// attemptFailed tells the bound that an attempt of the pair ended without
+// success, so that registers past the bound stop waiting for it (best
+// effort: they stop at its deadline anyway). A success is not told: it
+// leaves the key stored as accepted, which is what those registers read
+// (registerFromStoredState), and a register saves the round trip.
+func (s *server) attemptFailed(c echo.Context, systemURL string, apiKey redact.Secret) {
 	if s.attempts == nil {
 		return
 	}
-	tell := func(ctx context.Context) {
-		ctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		if err := s.attempts.Ended(ctx, systemURL, apiKey); err != nil {
-			s.log.WarnContext(ctx, "attempt bound unavailable; registers waiting for this attempt wait for its deadline", "err", err)
-		}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), time.Second)
+	defer cancel()
+	if err := s.attempts.Ended(ctx, systemURL, apiKey); err != nil {
+		s.log.WarnContext(ctx, "attempt bound unavailable; registers waiting for this attempt wait for its deadline", "err", err)
 	}
-	ctx := context.WithoutCancel(c.Request().Context())
-	if failed {
-		tell(ctx)
-		return
-	}
-	go tell(ctx)
 }
 
 // registerFromStoredState answers a register past its pair's bound without
@@ -166,10 +159,17 @@ func (s *server) registerFromStoredState(c echo.Context, systemURL string, apiKe
 			return s.registerFailed(c, err)
 		default:
 			c.Set("account_id", acc.ID)
-			if acc.Connected && acc.Active && !apiKey.IsZero() && acc.APIKey.Equal(apiKey) {
+			accepted := acc.Connected && !apiKey.IsZero() && acc.APIKey.Equal(apiKey)
+			if accepted && acc.Active {
 				c.Set("outcome", outcomeReplayed)
 				s.metrics.Register(outcomeReplayed)
 				return c.JSON(http.StatusOK, webhookReply{Success: true, AccountURL: s.cfg.PublicURLFor("/account")})
+			}
+			if accepted && !acc.PendingAPIKey.Equal(apiKey) {
+				// The CRM accepted this key and no attempt with it is
+				// pending: whatever went with it has ended (a success is
+				// never told to the bound; the stored key says it).
+				inFlight = false
 			}
 		}
 		if !inFlight || time.Now().Add(pause).After(deadline) {

@@ -360,3 +360,28 @@ func TestRegistersPastTheBoundWaitForAFirstAttemptNotYetRecorded(t *testing.T) {
 	}
 	assert.Len(t, h.fake.Edits(), 1, "one edit reached the CRM")
 }
+
+// A success is never told to the bound: a register past it reads the
+// stored key instead. Once the CRM accepted the key and the shop was then
+// switched off, a replay past the bound is answered at once, not after
+// waiting out an attempt that already ended (CRM_TIMEOUT and a second: 31 s
+// here).
+func TestRegistersPastTheBoundDoNotWaitForAnAttemptThatSucceeded(t *testing.T) {
+	h := newHarness(t, nil, func(c *config.Config) {
+		c.ShopKeyAttemptsPerMinute = 1
+		c.CRMTimeout = 30 * time.Second
+	})
+	h.freezeLimiterClock()
+	acc := h.connected("key-done") // the pair's one attempt, a success
+	require.True(t, h.callback(acc.ClientID.Reveal(), `{"active":false,"freeze":false}`).Success, "the CRM switches the module off")
+
+	reply := make(chan webhookReply, 1)
+	go func() { reply <- h.register("key-done", h.fake.URL) }()
+	select {
+	case r := <-reply:
+		assert.Equal(t, shopBusy, r.ErrorMsg, "a switched-off shop is not told it is connected")
+	case <-time.After(10 * time.Second):
+		t.Fatal("a register past the bound waited for an attempt the CRM had already accepted")
+	}
+	assert.Len(t, h.fake.Edits(), 1, "the CRM saw the first register's edit only")
+}

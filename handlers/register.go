@@ -77,10 +77,9 @@ func (s *server) handleRegister(c echo.Context) error {
 		c.Set("account_id", acc.ID)
 	}
 	if err != nil {
-		s.attemptEnded(c, systemURL, req.APIKey, true)
+		s.attemptFailed(c, systemURL, req.APIKey)
 		return s.registerFailed(c, err)
 	}
-	s.attemptEnded(c, systemURL, req.APIKey, false)
 	s.recordOutcome(c, nil)
 	return c.JSON(http.StatusOK, webhookReply{Success: true, AccountURL: s.cfg.PublicURLFor("/account")})
 }
