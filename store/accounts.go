@@ -311,7 +311,11 @@ func (s *Redis) Abort(ctx context.Context, l Lease, read Account, seq int64, kee
 	if err != nil {
 		return "", err
 	}
-	switch verdict, _ := reply(res); verdict {
+	verdict, rest := reply(res)
+	if len(rest) > 0 {
+		s.resealLeft(ctx, hashOf(rest[0]))
+	}
+	switch verdict {
 	case "deleted":
 		s.shops.drop(read.SystemURL)
 		return Deleted, nil
@@ -334,7 +338,7 @@ func (s *Redis) Abandon(ctx context.Context, l Lease) error {
 	if err != nil {
 		return err
 	}
-	return okOr("abandon", res)
+	return s.okResealed(ctx, "abandon", res)
 }
 
 // Intend records, under l, that an edit got no clear answer (the CRM may or
@@ -352,7 +356,7 @@ func (s *Redis) Intend(ctx context.Context, l Lease, read Account, st *State) er
 	if err != nil {
 		return err
 	}
-	return okOr("intend", res)
+	return s.okResealed(ctx, "intend", res)
 }
 
 // Backoff leaves unfinished work for the sweeper to try again at next,
@@ -364,7 +368,37 @@ func (s *Redis) Backoff(ctx context.Context, l Lease, next time.Time, unsure boo
 	if err != nil {
 		return err
 	}
-	return okOr("backoff", res)
+	return s.okResealed(ctx, "backoff", res)
+}
+
+// okResealed is okOr for a script that replies {"ok", hash}, re-sealing
+// what the write left sealed with an older key.
+func (s *Redis) okResealed(ctx context.Context, op string, res any) error {
+	if err := okOr(op, res); err != nil {
+		return err
+	}
+	if _, rest := reply(res); len(rest) > 0 {
+		s.resealLeft(ctx, hashOf(rest[0]))
+	}
+	return nil
+}
+
+// resealLeft re-seals with the current key what a write left sealed with
+// an older one, so every write re-seals the record it touched (Record and
+// SaveSettings do it in their own script). Outside a key rotation nothing
+// is stale, which the values' headers tell without decrypting, and nothing
+// is sent. Best effort: the write itself stands, and POST
+// /admin/api/reseal finds whatever this misses.
+func (s *Redis) resealLeft(ctx context.Context, h map[string]string) {
+	id := h[fID]
+	if id == "" {
+		return
+	}
+	args := s.resealArgs(Account{ID: id, raw: h}, "")
+	if n, _ := args[0].(int); n == 0 {
+		return
+	}
+	_ = scriptReseal.Run(ctx, s.rdb, []string{s.keys.account(id)}, append(s.common(s.now()), args...)...).Err()
 }
 
 // okOr is nil for a script's "ok", else its refusal.
@@ -411,7 +445,9 @@ func (s *Redis) SetActivity(ctx context.Context, id string, st State, l Lease, c
 	if verdict != "ok" {
 		return Account{}, refusal("activity", verdict)
 	}
-	return s.decodeStrict(hashOf(rest[0]))
+	h := hashOf(rest[0])
+	s.resealLeft(ctx, h)
+	return s.decodeStrict(h)
 }
 
 // SaveSettings replaces the account's connection settings. read is the
@@ -466,7 +502,9 @@ func (s *Redis) Repair(ctx context.Context, l Lease, bad []string) (Account, err
 		return Account{}, refusal("repair", verdict)
 	}
 	s.forgetUnreadable(l.AccountID)
-	return s.decodeStrict(hashOf(rest[0]))
+	h := hashOf(rest[0])
+	s.resealLeft(ctx, h)
+	return s.decodeStrict(h)
 }
 
 // resealArgs re-seals the sealed fields of read with the current key, as
@@ -594,7 +632,9 @@ func (s *Redis) SetKeyHealth(ctx context.Context, id string, keySeq int64, h Key
 		return Account{}, false, refusal("key health", verdict)
 	}
 	changed, _ := rest[0].(int64)
-	acc, err := s.decodeStrict(hashOf(rest[1]))
+	raw := hashOf(rest[1])
+	s.resealLeft(ctx, raw)
+	acc, err := s.decodeStrict(raw)
 	return acc, changed == 1, err
 }
 

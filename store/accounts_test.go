@@ -528,6 +528,10 @@ func TestKeyRotationReSealsOnEveryWriteAndCountsPerKey(t *testing.T) {
 		require.NoError(t, rotated.CheckSealKeys(ctx), "both keys listed: starts")
 		_, err = rotated.SetActivity(ctx, a.ID, store.State{Active: true}, store.Lease{})
 		require.NoError(t, err)
+		for f, id := range sealKeyIDs(t, b.raw, hashKey, sealed...) {
+			assert.Equal(t, seal.KeyID(keyB), id, "%s is re-sealed with the first key by an activity callback alone", f)
+		}
+		assert.Equal(t, map[string]int64{idA: 1, idB: 1}, must(rotated.SealedCounts(ctx))(t))
 		_, err = rotated.SaveSettings(ctx, must(rotated.Get(ctx, a.ID))(t), settings)
 		require.NoError(t, err)
 		for f, id := range sealKeyIDs(t, b.raw, hashKey, sealed...) {
