@@ -307,11 +307,15 @@ func (w *world) trail() string {
 
 // allowed are the failures a caller may see: the CRM's answers, the
 // refused move, an account another request just removed (a shop whose
-// first connection the CRM refused). Never "busy", a lost lease or an
-// internal error.
+// first connection the CRM refused). Never "busy" (connect.ErrBusy: no
+// lease here outlives its holder, so no caller waits its whole bound), a
+// lost lease or an internal error.
 func allowed(err error) bool {
 	if err == nil {
 		return true
+	}
+	if errors.Is(err, connect.ErrBusy) {
+		return false
 	}
 	for _, ok := range []error{crm.ErrUnauthorized, crm.ErrPaymentRequired, crm.ErrUnavailable, crm.ErrNoAccount,
 		connect.ErrUnknownKey, connect.ErrMoveRefused, connect.ErrNotConnected, store.ErrNotFound} {
