@@ -136,6 +136,63 @@ func TestAnOlderAttemptNeverOverwritesANewerKey(t *testing.T) {
 	})
 }
 
+// gated is another replica's store whose lease requests wait for gate;
+// waiting is closed when the first one does.
+type gated struct {
+	*store.Redis
+	gate, waiting chan struct{}
+	once          sync.Once
+}
+
+func (g *gated) Acquire(ctx context.Context, id string) (store.Account, store.Lease, []string, error) {
+	g.once.Do(func() { close(g.waiting) })
+	<-g.gate
+	return g.Redis.Acquire(ctx, id)
+}
+
+// Case 4 across replicas: the older attempt (A, replica 1) and a newer one
+// (B, replica 2) both wait while someone holds the account; B gets it
+// first and the CRM accepts it, then A gets its turn and the CRM accepts
+// A's key too. B's key stays: a newer attempt always wins, whatever order
+// the acceptances are recorded in.
+func TestAnOlderAttemptAcceptedAfterANewerOneNeverReplacesItsKey(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newCaseEnv(t, b)
+		ctx := t.Context()
+		url := "https://shop.retailcrm.ru"
+		sh := e.shop(url, "key-0", "key-A", "key-B")
+		acc, err := e.svc.Connect(ctx, url, "key-0")
+		require.NoError(t, err)
+		replica1 := &gated{Redis: e.store.Redis, gate: make(chan struct{}), waiting: make(chan struct{})}
+		older := connect.New(e.crm, replica1, connect.Module{Code: "demo", Name: "Demo", BaseURL: "https://module.test",
+			Scopes: []string{"integration_read", "integration_write"}}, nil)
+		older.SetClock(e.clock)
+
+		_, held, _, err := e.store.Acquire(ctx, acc.ID) // the sweeper, say
+		require.NoError(t, err)
+		doneA, doneB := make(chan error, 1), make(chan error, 1)
+		go func() { _, err := older.Connect(ctx, url, "key-A"); doneA <- err }()
+		<-replica1.waiting // A's attempt is recorded; it waits for the lease
+		seqA := func() int64 { a, err := e.store.Get(ctx, acc.ID); require.NoError(t, err); return a.PendingSeq }()
+		go func() { _, err := e.svc.Connect(ctx, url, "key-B"); doneB <- err }()
+		require.Eventually(t, func() bool { // B's attempt is recorded (it then waits for the lease)
+			got, err := e.store.Get(ctx, acc.ID)
+			return err == nil && got.PendingSeq > seqA
+		}, 10*time.Second, time.Millisecond)
+		require.NoError(t, e.store.Release(ctx, held))
+		require.NoError(t, <-doneB, "B gets the account first")
+		close(replica1.gate)
+		require.NoError(t, <-doneA, "then A")
+
+		got, err := e.store.Get(ctx, acc.ID)
+		require.NoError(t, err)
+		require.True(t, sh.accepted["key-A"] && sh.accepted["key-B"], "the CRM accepted both keys")
+		assert.Equal(t, "key-B", got.APIKey.Reveal(), "the newer attempt's key stays")
+		assert.Equal(t, seqA+1, got.KeySeq)
+		assert.True(t, got.PendingAPIKey.IsZero())
+	})
+}
+
 func TestTheGiveUpNeverDeletesAnAccountAFreshRegisterIsUsing(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
 		e := newCaseEnv(t, b)

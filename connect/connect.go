@@ -80,6 +80,11 @@ var (
 	// ErrMoveRefused means an activity callback named a new shop address
 	// that the account did not follow: the owner reconnects from there.
 	ErrMoveRefused = errors.New("connect: the shop's new address was not followed")
+	// ErrBusy means another exchange with the shop's CRM (a register on
+	// another replica, the sweeper) held the account for longer than the
+	// caller could wait: this call sent nothing, and trying again later
+	// works. Not a CRM failure: the CRM was never asked.
+	ErrBusy = errors.New("connect: another exchange with this shop's CRM is still under way")
 )
 
 // ScopeError names the scopes a key lacks.
@@ -276,7 +281,7 @@ func (s *Service) record(ctx context.Context, lease store.Lease, read store.Acco
 
 // waitLease takes an account's lease, waiting while another replica (or
 // the sweeper) talks to the shop's CRM: never longer than the caller's
-// deadline or one lease's life.
+// deadline or one lease's life, after which it is ErrBusy.
 func (s *Service) waitLease(ctx context.Context, id string) (store.Account, store.Lease, []string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.store.LeaseTTL())
 	defer cancel()
@@ -290,7 +295,7 @@ func (s *Service) waitLease(ctx context.Context, id string) (store.Account, stor
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return store.Account{}, store.Lease{}, nil, fmt.Errorf("%w: another exchange with this shop's CRM is still under way", crm.ErrUnavailable)
+			return store.Account{}, store.Lease{}, nil, ErrBusy
 		case <-t.C:
 		}
 		wait = min(2*wait, 100*time.Millisecond)

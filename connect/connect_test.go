@@ -343,3 +343,42 @@ func TestAnOlderCRMWithoutScopesStillConnects(t *testing.T) {
 		assert.Equal(t, store.StatusActive, acc.Status())
 	})
 }
+
+// A lease another replica holds past what the caller can wait is "busy",
+// not a CRM outage: the CRM was never asked, so nothing is sent and the
+// account is as it was; once the lease is back, the same call works.
+func TestALeaseHeldPastTheWaitIsBusyNotACRMOutage(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b)
+		acc, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.NoError(t, err)
+		edits := len(e.fake.Edits())
+		// The wait is bounded by one lease's life; the other holder's lease
+		// is judged by the fake clock, which stands still, so it never ends
+		// by itself. Nothing has to succeed first: the bound can be short.
+		e.store.SetTimings(50*time.Millisecond, 0)
+		_, other, _, err := e.store.Acquire(t.Context(), acc.ID)
+		require.NoError(t, err)
+
+		_, err = e.svc.Deactivate(t.Context(), acc.ID, false)
+		require.ErrorIs(t, err, connect.ErrBusy)
+		assert.NotErrorIs(t, err, crm.ErrUnavailable, "the CRM was never asked")
+		assert.False(t, connect.Definitive(err), "trying again later works")
+		got, err := e.store.Get(t.Context(), acc.ID)
+		require.NoError(t, err)
+		assert.True(t, got.Want.Active && got.Active, "the switch-off was neither sent nor recorded")
+		_, err = e.svc.Connect(t.Context(), e.fake.URL, "key-2")
+		require.ErrorIs(t, err, connect.ErrBusy)
+		assert.NotErrorIs(t, err, crm.ErrUnavailable)
+		assert.Len(t, e.fake.Edits(), edits, "no edit while another exchange holds the shop")
+		got, err = e.store.Get(t.Context(), acc.ID)
+		require.NoError(t, err)
+		assert.Equal(t, "key-2", got.PendingAPIKey.Reveal(), "the register's attempt stays for the sweeper")
+		assert.Equal(t, "key-1", got.APIKey.Reveal())
+
+		require.NoError(t, e.store.Release(t.Context(), other))
+		done, err := e.svc.Deactivate(t.Context(), acc.ID, false)
+		require.NoError(t, err)
+		assert.Equal(t, store.StatusInactive, done.Status())
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -23,12 +24,24 @@ import (
 )
 
 // The model-based tests drive the real connect.Service and store over
-// random operation sequences and check, after every step, what must hold
-// whatever the order: one account per shop address, a clientId that never
-// changes, a stored key the CRM accepted, the CRM's state equal to the
-// stored one once nothing is in flight, no reply "busy", every account
-// readable at every step of the documented key rotation, and the store's
-// own bookkeeping (indexes, the sweeper's queue, the per-key counts).
+// random operation sequences (math/rand/v2, one seed per sequence; a
+// failure prints the seed to replay, nothing is shrunk) and check, after
+// every step, what must hold whatever the order: one account per shop
+// address, a clientId that never changes, a stored key the CRM accepted,
+// the CRM's state equal to the stored one once nothing is in flight, no
+// reply "busy", every account readable at every step of the documented key
+// rotation, and the store's own bookkeeping (indexes, the sweeper's queue,
+// the per-key counts).
+//
+// They also keep a reference model (refModel) the store is compared with:
+// each account's intention (what the last owner or CRM action that took
+// effect asked for) and the newest connection attempt whose key the CRM
+// accepted. The stored intention, the stored state once in sync, the
+// stored key and, after the sweeper is done, the CRM's own state must be
+// the model's.
+//
+// A seed replays a sequence's operations exactly; in the concurrent
+// variant the scheduler still decides how its workers interleave.
 //
 //	go test ./connect -run Model -count=1 -args -sequences=500 -steps=80
 //	go test ./connect -run Model/miniredis -args -seed=1234   # replay one
@@ -183,18 +196,135 @@ type rotation struct {
 	phase int      // 0: one key; 1: new added second; 2: new first; 3: resealed
 }
 
+// refModel is the reference the store is compared with, worked out from
+// what owners, CRMs and the service's calls asked for, never from the
+// store's own bookkeeping (its versions, its attempt checks).
+type refModel struct {
+	mu sync.Mutex
+	// want is each account's intention, by id: what the last owner or CRM
+	// action that took effect asked for. Absent: not known (the workers of
+	// the concurrent variant interleave actions in an order the model does
+	// not see; its coda sets it again).
+	want map[string]store.State
+	// attempts are the key of every connection attempt, by account id and
+	// attempt number, as BeginConnect began them.
+	attempts map[string]map[int64]string
+	// newest is, by account id, the newest attempt the CRM accepted (and
+	// the service recorded): a newer attempt always wins, so the stored key
+	// is this attempt's, whatever order the acceptances were recorded in.
+	newest map[string]int64
+	// keys are, for every Record that succeeded, the attempt whose key it
+	// says the CRM accepted, and the one whose key it left stored: check
+	// matches each with the key the attempt was begun with, once every
+	// BeginConnect has returned (the sweeper may record an attempt before
+	// the register that began it hears its number).
+	keys []keyOf
+	// broken is what the service's store calls did wrong, seen as they
+	// happened (in any goroutine); check reports it.
+	broken []string
+}
+
+// keyOf says that account id's attempt seq had key, as what.
+type keyOf struct {
+	id, key, what string
+	seq           int64
+}
+
+func newRefModel() *refModel {
+	return &refModel{want: map[string]store.State{}, attempts: map[string]map[int64]string{}, newest: map[string]int64{}}
+}
+
+func (m *refModel) began(id string, seq int64, key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.attempts[id] == nil {
+		m.attempts[id] = map[int64]string{}
+	}
+	m.attempts[id][seq] = key
+}
+
+// floor is the newest accepted attempt recorded so far: a Record that
+// starts now must leave a key at least that new.
+func (m *refModel) floor(id string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.newest[id]
+}
+
+// recorded takes in a Record that succeeded, which started when floor was
+// the newest accepted attempt: sy proved attempt sy.ProvedSeq's key (if
+// any), acc is the account the write left. Records of one account are
+// serialised by its lease, so one that completed before this one started
+// came first: the key this one leaves is never older than floor.
+func (m *refModel) recorded(id string, floor int64, sy store.Sync, acc store.Account) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !sy.Proved.IsZero() {
+		m.keys = append(m.keys, keyOf{id: id, key: sy.Proved.Reveal(), seq: sy.ProvedSeq, what: "recorded as proved by"})
+		m.newest[id] = max(m.newest[id], sy.ProvedSeq)
+		floor = max(floor, sy.ProvedSeq)
+	}
+	if acc.Connected {
+		m.keys = append(m.keys, keyOf{id: id, key: acc.APIKey.Reveal(), seq: acc.KeySeq, what: "left by a record as the key of"})
+	}
+	if acc.KeySeq < floor {
+		m.broken = append(m.broken, fmt.Sprintf("%s: after recording (proved attempt %d) the key is attempt %d's, older than attempt %d the CRM accepted",
+			id, sy.ProvedSeq, acc.KeySeq, floor))
+	}
+}
+
+// matchKeys checks every key seen recorded against the attempt it was
+// said to be; all BeginConnect calls have returned.
+func (m *refModel) matchKeys() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range m.keys {
+		if key, ok := m.attempts[k.id][k.seq]; !ok || key != k.key {
+			m.broken = append(m.broken, fmt.Sprintf("%s: a key %s attempt %d, which was begun with another key", k.id, k.what, k.seq))
+		}
+	}
+	m.keys = nil
+	return slices.Clone(m.broken)
+}
+
+func (m *refModel) connected(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.newest[id] > 0
+}
+
+func (m *refModel) intend(id string, st store.State) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.want[id] = st
+}
+
+func (m *refModel) intention(id string) (store.State, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := m.want[id]
+	return st, ok
+}
+
+func (m *refModel) forget(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.want, id)
+}
+
 // world is one model run: the Redis, the CRM, the service replicas and
 // the reference model.
 type world struct {
-	t    *testing.T
-	rng  *rand.Rand
-	b    *storetest.Backend
-	crm  *modelCRM
-	now  time.Time
-	mu   sync.Mutex // guards now in the concurrent variant
-	rot  rotation
-	reps []*replica
-	urls []string // shop addresses, each with a crmShop
+	t     *testing.T
+	rng   *rand.Rand
+	b     *storetest.Backend
+	crm   *modelCRM
+	model *refModel
+	now   time.Time
+	mu    sync.Mutex // guards now in the concurrent variant
+	rot   rotation
+	reps  []*replica
+	urls  []string // shop addresses, each with a crmShop
 	// clientIDs is every clientId an account id ever had (must be one).
 	clientIDs map[string]string
 	log       []string
@@ -209,11 +339,21 @@ type replica struct {
 
 // crashable is the store of a process that may die between the CRM's
 // answer and the write recording it: the write fails and the lease stays
-// taken until it expires.
+// taken until it expires. It also tells the model every attempt begun and
+// every exchange recorded.
 type crashable struct {
 	*store.Redis
+	model *refModel
 	mu    sync.Mutex
 	crash bool
+}
+
+func (c *crashable) BeginConnect(ctx context.Context, systemURL string, apiKey redact.Secret) (store.Attempt, error) {
+	at, err := c.Redis.BeginConnect(ctx, systemURL, apiKey)
+	if err == nil {
+		c.model.began(at.Account.ID, at.Seq, apiKey.Reveal())
+	}
+	return at, err
 }
 
 func (c *crashable) Record(ctx context.Context, l store.Lease, read store.Account, sy store.Sync) (store.Account, error) {
@@ -223,7 +363,12 @@ func (c *crashable) Record(ctx context.Context, l store.Lease, read store.Accoun
 	if crash {
 		return store.Account{}, errCrash
 	}
-	return c.Redis.Record(ctx, l, read, sy)
+	floor := c.model.floor(l.AccountID)
+	acc, err := c.Redis.Record(ctx, l, read, sy)
+	if err == nil {
+		c.model.recorded(l.AccountID, floor, sy, acc)
+	}
+	return acc, err
 }
 
 func (c *crashable) Release(ctx context.Context, l store.Lease) error {
@@ -242,7 +387,7 @@ const leaseTTL = 30 * time.Second
 
 func newWorld(t *testing.T, b *storetest.Backend, seed uint64, replicas int) *world {
 	w := &world{
-		t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), b: b, crm: newModelCRM(),
+		t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), b: b, crm: newModelCRM(), model: newRefModel(),
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), clientIDs: map[string]string{},
 		rot: rotation{keys: [][]byte{seal.NewRandomKey()}},
 	}
@@ -279,7 +424,7 @@ func (w *world) restart(i int) {
 	s.SetClock(w.clock)
 	s.SetTimings(leaseTTL, time.Minute)
 	require.NoError(w.t, s.CheckSealKeys(context.Background()), "a start at rotation phase %d refuses: %s", w.rot.phase, w.trail())
-	st := &crashable{Redis: s}
+	st := &crashable{Redis: s, model: w.model}
 	svc := connect.New(w.crm, st, connect.Module{Code: "demo", Name: "Demo", BaseURL: "https://module.test",
 		Scopes: []string{"integration_read", "integration_write"}}, nil)
 	svc.SetClock(w.clock)
@@ -290,6 +435,12 @@ func (w *world) restart(i int) {
 }
 
 func (w *world) rep(rng *rand.Rand) *replica { return w.reps[rng.IntN(len(w.reps))] }
+
+// lookup is the account at a shop address, as the store has it now.
+func (w *world) lookup(ctx context.Context, url string) (store.Account, bool) {
+	a, err := w.reps[0].store.FindBySystemURL(ctx, url)
+	return a, err == nil
+}
 
 func (w *world) note(format string, args ...any) {
 	w.mu.Lock()
@@ -307,11 +458,15 @@ func (w *world) trail() string {
 
 // allowed are the failures a caller may see: the CRM's answers, the
 // refused move, an account another request just removed (a shop whose
-// first connection the CRM refused). Never "busy", a lost lease or an
-// internal error.
+// first connection the CRM refused). Never "busy" (connect.ErrBusy: no
+// lease here outlives its holder, so no caller waits its whole bound), a
+// lost lease or an internal error.
 func allowed(err error) bool {
 	if err == nil {
 		return true
+	}
+	if errors.Is(err, connect.ErrBusy) {
+		return false
 	}
 	for _, ok := range []error{crm.ErrUnauthorized, crm.ErrPaymentRequired, crm.ErrUnavailable, crm.ErrNoAccount,
 		connect.ErrUnknownKey, connect.ErrMoveRefused, connect.ErrNotConnected, store.ErrNotFound} {
@@ -322,22 +477,37 @@ func allowed(err error) bool {
 	return false
 }
 
+// answer is what a caller hears from an edit the CRM answered in mode m.
+func answer(m crmMode) error {
+	switch m {
+	case refuse:
+		return crm.ErrPaymentRequired
+	case timeout, lost:
+		return crm.ErrUnavailable
+	}
+	return nil
+}
+
+// expect fails unless err is (or wraps) want; nil wants nil.
+func expect(what string, err, want error) error {
+	if (want == nil && err != nil) || (want != nil && !errors.Is(err, want)) {
+		return fmt.Errorf("%s: got %v, the model expects %v", what, err, want)
+	}
+	return nil
+}
+
 // step runs one random operation drawn from rng, and returns what broke
-// an invariant of the reply. concurrent: several run at once, so no crash
-// or rotation (they are whole-process events), no moves, and the clock
-// stands still (leases are judged by it).
+// an invariant of the reply or the model. concurrent: several run at once,
+// so no crash or rotation (they are whole-process events), no moves, the
+// clock stands still (leases are judged by it) and the model does not
+// follow intentions (it cannot see the order the store took them in).
 func (w *world) step(rng *rand.Rand, concurrent bool) error {
 	ctx := context.Background()
 	r := w.rep(rng)
 	url := w.urls[rng.IntN(len(w.urls))]
-	sh := w.crm.shop(url)
 	mode := crmMode(rng.IntN(4))
 	if rng.IntN(2) == 0 {
 		mode = accept // most calls succeed
-	}
-	setMode := func() {
-		defer w.crm.lock(sh)()
-		sh.mode = mode
 	}
 	var err error
 	switch op := rng.IntN(100); {
@@ -346,15 +516,12 @@ func (w *world) step(rng *rand.Rand, concurrent bool) error {
 		switch rng.IntN(3) {
 		case 0:
 			key = fmt.Sprintf("key-%s-%d", url, rng.IntN(1000))
-			func() { defer w.crm.lock(sh)(); sh.keys[key] = true }()
 		case 1:
 			key = "key-" + url + "-0"
 		default:
 			key = "wrong-key"
 		}
-		setMode()
-		_, err = r.svc.Connect(ctx, url, redact.Secret(key))
-		w.note("register %s key=%s crm=%s -> %v", url, key, mode, err)
+		err = w.register(ctx, r, url, key, mode, !concurrent, false)
 	case op < 55: // the CRM switches the module (the owner, billing) and calls back
 		st := store.State{Active: rng.IntN(2) == 0, Frozen: rng.IntN(4) == 0}
 		newURL := ""
@@ -362,62 +529,151 @@ func (w *world) step(rng *rand.Rand, concurrent bool) error {
 			w.moves++
 			newURL = fmt.Sprintf("https://moved-%d.simla.com", w.moves)
 		}
-		err = w.callback(ctx, r, sh, url, st, newURL, mode)
-		w.note("callback %s %+v move=%q crm=%s -> %v", url, st, newURL, mode, err)
+		err = w.callback(ctx, r, url, st, newURL, mode, !concurrent)
 	case op < 65: // the owner switches the module off on the account page
-		acc, ferr := r.store.FindBySystemURL(ctx, url)
-		if ferr != nil {
-			return nil
-		}
-		setMode()
-		_, err = r.svc.Deactivate(ctx, acc.ID, false)
-		w.note("switch-off %s crm=%s -> %v", url, mode, err)
+		err = w.switchOff(ctx, r, url, mode, !concurrent)
 	case op < 85: // time passes and the sweeper runs
 		later := time.Duration(rng.IntN(20)) * time.Minute
 		if !concurrent {
 			w.advance(later)
 			later = 0
 		}
-		setMode()
+		w.setMode(url, mode)
 		res, serr := r.svc.Sweep(ctx, w.clock().Add(later))
 		w.note("sweep crm=%s -> %+v", mode, res)
 		if serr != nil {
 			return fmt.Errorf("sweep: %w", serr)
+		}
+		if !concurrent {
+			return w.swept(ctx)
 		}
 	case op < 92 && !concurrent: // a process dies between the CRM's answer and our write
 		i := slices.Index(w.reps, r)
 		r.store.mu.Lock()
 		r.store.crash = true
 		r.store.mu.Unlock()
-		setMode()
-		_, err = r.svc.Connect(ctx, url, redact.Secret("key-"+url+"-0"))
-		w.note("register %s then crash crm=%s -> %v", url, mode, err)
-		if errors.Is(err, errCrash) {
-			err = nil
-		}
+		err = w.register(ctx, r, url, "key-"+url+"-0", mode, true, true)
 		w.advance(leaseTTL + time.Second) // another process comes up later
 		w.restart(i)
 	case !concurrent: // one step of the key rotation runbook
 		w.rotate()
+	default: // the owner clicks Connect three times, the clicks land on both replicas
+		return w.clicks(ctx, rng, url, mode)
 	}
-	if !allowed(err) {
-		return fmt.Errorf("a caller got %w", err)
+	return err
+}
+
+// clicks are three registers for one shop at once, two on one replica, one
+// on the other: while the first holds the account, the second waits for
+// its lease and the third for the first's replica, so the newer attempt
+// often gets the account before the older (which must not win).
+func (w *world) clicks(ctx context.Context, rng *rand.Rand, url string, mode crmMode) error {
+	keys := make([]string, 3)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key-%s-%d", url, rng.IntN(1000))
+	}
+	sh := w.crm.shop(url)
+	func() {
+		defer w.crm.lock(sh)()
+		for _, k := range keys {
+			sh.keys[k] = true
+		}
+		sh.mode = mode
+	}()
+	first := rng.IntN(len(w.reps))
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	for i, key := range keys {
+		r := w.reps[(first+i/2)%len(w.reps)]
+		wg.Go(func() { _, errs[i] = r.svc.Connect(ctx, url, redact.Secret(key)) })
+	}
+	wg.Wait()
+	w.note("3 clicks %s crm=%s -> %v", url, mode, errs)
+	for _, err := range errs {
+		if !allowed(err) {
+			return fmt.Errorf("a caller got %w", err)
+		}
 	}
 	return nil
 }
 
-// callback is the CRM switching the module and calling back. The CRM
-// holds the shop while it does (its own edits wait), as its state and the
-// callback are one event.
-// callback is the CRM switching the module and calling back with the
-// clientId it has (a CRM that never accepted a module has nothing to call
-// back). The CRM holds the shop while it does (its own edits wait), as its
-// state and the callback are one event.
-func (w *world) callback(ctx context.Context, r *replica, sh *crmShop, url string, st store.State, newURL string, mode crmMode) error {
+func (w *world) setMode(url string, m crmMode) {
+	sh := w.crm.shop(url)
+	defer w.crm.lock(sh)()
+	sh.mode = m
+}
+
+// register is a register at url with key while the CRM answers in mode;
+// crashed: the process dies before it can record the CRM's answer.
+// ordered: the model sees it in order. A key the CRM does not know
+// changes nothing. Otherwise the attempt makes "switched on" the
+// intention, unless the CRM refused its edit: then the intention is what
+// it was before, and an account the CRM never accepted is gone.
+func (w *world) register(ctx context.Context, r *replica, url, key string, mode crmMode, ordered, crashed bool) error {
+	sh := w.crm.shop(url)
+	known := func() bool {
+		defer w.crm.lock(sh)()
+		if strings.HasPrefix(key, "key-") {
+			sh.keys[key] = true
+		}
+		sh.mode = mode
+		return sh.keys[key]
+	}()
+	before, existed := w.lookup(ctx, url)
+	_, err := r.svc.Connect(ctx, url, redact.Secret(key))
+	w.note("register %s key=%s crm=%s crash=%v -> %v", url, key, mode, crashed, err)
+	if !allowed(err) && !(crashed && errors.Is(err, errCrash)) {
+		return fmt.Errorf("a caller got %w", err)
+	}
+	if !ordered {
+		return nil
+	}
+	if !known {
+		return expect("a register with a key the CRM does not know", err, connect.ErrUnknownKey)
+	}
+	want := answer(mode)
+	if crashed && mode == accept {
+		want = errCrash
+	}
+	if err := expect("a register", err, want); err != nil {
+		return err
+	}
+	after, exists := w.lookup(ctx, url)
+	switch {
+	case mode == refuse && existed && w.model.connected(before.ID):
+		if !exists || after.ID != before.ID {
+			return fmt.Errorf("a refused register of a connected shop lost its account %s", before.ID)
+		}
+	case mode == refuse:
+		if exists {
+			return fmt.Errorf("%s outlived a refused first register: the CRM never accepted it", after.ID)
+		}
+		if existed {
+			w.model.forget(before.ID)
+		}
+	default:
+		if !exists || (existed && after.ID != before.ID) {
+			return fmt.Errorf("a register left %s without its account (before: %v)", url, existed)
+		}
+		prev, _ := w.model.intention(after.ID)
+		w.model.intend(after.ID, store.State{Active: true, Frozen: prev.Frozen})
+	}
+	return nil
+}
+
+// callback is the CRM switching the module to st and calling back with
+// the clientId it has (a CRM that never accepted a module has nothing to
+// call back), from newURL when the shop moved there. The CRM holds the
+// shop while it does (its own edits wait), as its state and the callback
+// are one event. The CRM's state is the account's intention, whatever
+// comes of a move. ordered: the model sees it in order.
+func (w *world) callback(ctx context.Context, r *replica, url string, st store.State, newURL string, mode crmMode, ordered bool) error {
+	sh := w.crm.shop(url)
 	unlock := w.crm.lock(sh)
 	acc, err := r.store.FindByClientID(ctx, redact.Secret(sh.clientID))
 	if err != nil {
 		unlock()
+		w.note("callback %s: the CRM's clientId belongs to no account", url)
 		return nil // the clientId the CRM has belongs to no account (any more)
 	}
 	if newURL != "" {
@@ -425,15 +681,76 @@ func (w *world) callback(ctx context.Context, r *replica, sh *crmShop, url strin
 		unlock()
 		w.crm.move(url, newURL)
 		w.urls[slices.Index(w.urls, url)] = newURL
-		_, err := r.svc.Activity(ctx, acc, st, newURL, true)
+		_, err = r.svc.Activity(ctx, acc, st, newURL, true)
+	} else {
+		// No move: nothing goes to the CRM, so the CRM holds the shop from
+		// its own switch until the callback is answered.
+		sh.state = st
+		_, err = r.svc.Activity(ctx, acc, st, "", false)
+		unlock()
+	}
+	w.note("callback %s %+v move=%q crm=%s -> %s %v", url, st, newURL, mode, acc.ID, err)
+	if !allowed(err) {
+		return fmt.Errorf("a caller got %w", err)
+	}
+	if ordered {
+		if newURL == "" {
+			if err := expect("a callback", err, nil); err != nil {
+				return err
+			}
+		}
+		w.model.intend(acc.ID, st)
+	}
+	return nil
+}
+
+// switchOff is the owner switching the module off on the account page
+// while the CRM answers in mode: "off" is the intention, unless the CRM
+// refused it (nothing changed) or the account has no key to send it with.
+// ordered: the model sees it in order.
+func (w *world) switchOff(ctx context.Context, r *replica, url string, mode crmMode, ordered bool) error {
+	acc, ferr := r.store.FindBySystemURL(ctx, url)
+	if ferr != nil {
+		return nil
+	}
+	w.setMode(url, mode)
+	_, err := r.svc.Deactivate(ctx, acc.ID, false)
+	w.note("switch-off %s crm=%s -> %v", url, mode, err)
+	if !allowed(err) {
+		return fmt.Errorf("a caller got %w", err)
+	}
+	if !ordered {
+		return nil
+	}
+	if !w.model.connected(acc.ID) {
+		return expect("a switch-off before any key was accepted", err, connect.ErrNotConnected)
+	}
+	if err := expect("a switch-off", err, answer(mode)); err != nil {
 		return err
 	}
-	// No move: nothing goes to the CRM, so the CRM holds the shop from its
-	// own switch until the callback is answered.
-	defer unlock()
-	sh.state = st
-	_, err = r.svc.Activity(ctx, acc, st, "", false)
-	return err
+	if prev, ok := w.model.intention(acc.ID); ok && mode != refuse {
+		w.model.intend(acc.ID, store.State{Active: false, Frozen: prev.Frozen})
+	}
+	return nil
+}
+
+// swept checks what a sweep may have removed: only an account the CRM
+// never accepted (its first attempt refused). A sweep changes no
+// intention: it brings the CRM to the ones it finds.
+func (w *world) swept(ctx context.Context) error {
+	w.model.mu.Lock()
+	ids := slices.Collect(maps.Keys(w.model.want))
+	w.model.mu.Unlock()
+	for _, id := range ids {
+		if _, err := w.reps[0].store.Get(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if w.model.connected(id) {
+			return fmt.Errorf("the sweeper removed %s, an account the CRM accepted", id)
+		}
+		w.model.forget(id)
+	}
+	return nil
 }
 
 func (w *world) rotate() {
@@ -461,13 +778,15 @@ func (w *world) rotate() {
 	}
 }
 
-// check asserts every invariant against the store as it is now.
-// quiet: nothing is in flight (the CRM's state must equal the stored one
-// for every account).
+// check asserts every invariant against the store as it is now, and the
+// store against the model. quiet: nothing is in flight (the sweeper is
+// done: the CRM must have every account's intention).
 func (w *world) check(quiet bool) {
 	t := w.t
 	t.Helper()
 	ctx := context.Background()
+	m := w.model
+	require.Empty(t, m.matchKeys(), "the service's store calls: %s", w.trail())
 	s := w.reps[0].store.Redis
 	page, err := s.List(ctx, store.ListQuery{Limit: 1000})
 	require.NoError(t, err)
@@ -493,6 +812,27 @@ func (w *world) check(quiet bool) {
 		w.clientIDs[a.ID] = a.ClientID.Reveal()
 		idle := a.PendingAPIKey.IsZero() && a.InSync()
 		require.Equal(t, !a.APIKey.IsZero(), a.Connected, "connected means a proven key: %s", w.trail())
+
+		// The model: the intention is the last owner's or CRM's action's,
+		// and once in sync it is what the CRM has.
+		want, known := m.intention(a.ID)
+		if known {
+			require.Equal(t, want, a.Want, "%s: the stored intention is %+v, the last action asked for %+v: %s", a.ID, a.Want, want, w.trail())
+			if idle {
+				require.Equal(t, want, a.State(), "%s is in sync with %+v, the last action asked for %+v: %s", a.ID, a.State(), want, w.trail())
+			}
+		}
+		// The model: the key is the newest accepted attempt's.
+		m.mu.Lock()
+		newest, key := m.newest[a.ID], m.attempts[a.ID][m.newest[a.ID]]
+		m.mu.Unlock()
+		if newest > 0 {
+			require.Equal(t, newest, a.KeySeq, "%s keeps the key of attempt %d; %d is the newest the CRM accepted: %s", a.ID, a.KeySeq, newest, w.trail())
+			require.True(t, a.APIKey.Equal(redact.Secret(key)), "%s keeps a key other than attempt %d's: %s", a.ID, newest, w.trail())
+		} else {
+			require.False(t, a.Connected, "%s is connected, yet the CRM accepted none of its attempts: %s", a.ID, w.trail())
+		}
+
 		// (A shop that moved where the account did not follow has no CRM at
 		// the account's address any more: the owner reconnects from there.)
 		if sh := w.crm.shop(a.SystemURL); sh != nil {
@@ -504,6 +844,10 @@ func (w *world) check(quiet bool) {
 			// Once nothing is in flight, the CRM has what the store says.
 			if a.Connected && idle && sh.clientID == a.ClientID.Reveal() {
 				require.Equal(t, sh.state, a.State(), "%s: the CRM has %+v, the store says %+v: %s", a.ID, sh.state, a.State(), w.trail())
+				// ... and, after the sweeper, what the last action asked for.
+				if quiet && known {
+					require.Equal(t, want, sh.state, "%s: after the sweeper the CRM has %+v, the last action asked for %+v: %s", a.ID, sh.state, want, w.trail())
+				}
 			}
 			unlock()
 		}
@@ -522,6 +866,13 @@ func (w *world) check(quiet bool) {
 		require.NoError(t, err)
 		require.True(t, slices.ContainsFunc(ids.Accounts, func(x store.Account) bool { return x.ID == a.ID }), "%s not in its status index: %s", a.ID, w.trail())
 	}
+	// Every account the model follows is there.
+	m.mu.Lock()
+	followed := slices.Collect(maps.Keys(m.want))
+	m.mu.Unlock()
+	for _, id := range followed {
+		require.Contains(t, slices.Collect(maps.Values(seen)), id, "%s is gone: %s", id, w.trail())
+	}
 	// The per-key counts the start relies on are exact.
 	got, err := s.SealedCounts(ctx)
 	require.NoError(t, err)
@@ -532,8 +883,7 @@ func (w *world) check(quiet bool) {
 func (w *world) quiesce() {
 	ctx := context.Background()
 	for _, url := range w.urls {
-		sh := w.crm.shop(url)
-		func() { defer w.crm.lock(sh)(); sh.mode = accept }()
+		w.setMode(url, accept)
 	}
 	for range 50 {
 		w.advance(leaseTTL + 11*time.Minute)
@@ -552,6 +902,28 @@ func (w *world) quiesce() {
 		require.NoError(w.t, err, w.trail())
 	}
 	w.t.Fatalf("the sweeper never finished: %s", w.trail())
+}
+
+// coda ends the concurrent variant with one action per shop that the
+// model sees in order: the CRM switches the module and calls back (its
+// state is the intention), then half the time the owner switches it off
+// while the CRM answers in any mode. What the workers left unfinished
+// (pending attempts, unsure edits) is then the sweeper's, which must bring
+// each CRM to this intention, never to one of its own.
+func (w *world) coda(rng *rand.Rand) error {
+	ctx := context.Background()
+	for _, url := range w.urls {
+		st := store.State{Active: rng.IntN(2) == 0, Frozen: rng.IntN(4) == 0}
+		if err := w.callback(ctx, w.rep(rng), url, st, "", accept, true); err != nil {
+			return err
+		}
+		if rng.IntN(2) == 0 {
+			if err := w.switchOff(ctx, w.rep(rng), url, crmMode(rng.IntN(4)), true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func seeds() []uint64 {
@@ -606,6 +978,9 @@ func TestModelConcurrent(t *testing.T) {
 				}
 				wg.Wait()
 				require.NoError(t, errors.Join(errs...), w.trail())
+				w.check(false)
+				require.NoError(t, w.coda(w.rng), w.trail())
+				w.check(false)
 				w.quiesce()
 				w.check(true)
 			})

@@ -1,13 +1,20 @@
 package handlers_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
+	"github.com/modulehub/simpleconnect/config"
 	"github.com/modulehub/simpleconnect/handlers"
+	"github.com/modulehub/simpleconnect/verify"
 )
 
 // The client address keys the rate limit. A header is the caller's to
@@ -36,4 +43,82 @@ func TestTheClientAddressIsThePeerUnlessATrustedProxyForwardedIt(t *testing.T) {
 			assert.Equal(t, tt.want, handlers.IPExtractor(tt.trusted)(req))
 		})
 	}
+}
+
+// failFrom sends a register with a bad token (a failure the budget counts)
+// with the given forwarding headers ("" for none), and says whether it was
+// refused as over the budget.
+func (h *harness) failFrom(forwardedFor, realIP string) bool {
+	h.t.Helper()
+	token := verify.Sign("not-our-secret", "key-forged")
+	h.remember("key-forged", token)
+	body, err := json.Marshal(map[string]string{"apiKey": "key-forged", "systemUrl": h.fake.URL, "token": token})
+	require.NoError(h.t, err)
+	req, err := http.NewRequest(http.MethodPost, h.srv.URL+"/register", strings.NewReader(url.Values{"register": {string(body)}}.Encode()))
+	require.NoError(h.t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if forwardedFor != "" {
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+	}
+	if realIP != "" {
+		req.Header.Set("X-Real-IP", realIP)
+	}
+	resp, raw := h.do(req)
+	r := decodeWebhook(h.t, resp, raw)
+	require.False(h.t, r.Success)
+	if r.ErrorMsg == tooManyFailures {
+		return true
+	}
+	require.Equal(h.t, badTokenMsg, r.ErrorMsg)
+	return false
+}
+
+// The same, end to end through the server: with no trusted proxy, one peer
+// that writes a new X-Forwarded-For or X-Real-IP on every failed request
+// is still one address, and goes over its failure budget like any other
+// (a server that read the headers would give it a fresh budget per
+// request). Behind a trusted proxy the address the proxy added is the
+// client: many forwarded clients each have a budget of their own, and one
+// of them alone goes over its own.
+func TestOnePeerForgingForwardingHeadersIsLimitedAsOneAddress(t *testing.T) {
+	budget := config.DefaultFailedRequestsPerMinute
+	// Every request carries different headers: only X-Forwarded-For, only
+	// X-Real-IP, or both.
+	forged := func(i int) (string, string) {
+		xff, real := fmt.Sprintf("203.0.113.%d", i+1), fmt.Sprintf("198.51.100.%d", i+1)
+		switch i % 3 {
+		case 0:
+			return xff, ""
+		case 1:
+			return "", real
+		}
+		return xff + ", 192.0.2.1", real
+	}
+
+	t.Run("no trusted proxy", func(t *testing.T) {
+		h := newHarness(t, nil, withLimits())
+		h.freezeLimiterClock()
+		for i := range budget + 10 {
+			xff, real := forged(i)
+			refused := h.failFrom(xff, real)
+			if i < budget {
+				require.False(t, refused, "failure %d is within the peer's budget", i+1)
+			} else {
+				require.True(t, refused, "failure %d is past the peer's budget, whatever it says it forwards for", i+1)
+			}
+		}
+		assert.Contains(t, h.logs.String(), "client=127.0.0.1", "the limited address logged is the peer's")
+	})
+
+	t.Run("behind a trusted proxy", func(t *testing.T) {
+		h := newHarness(t, nil, withLimits(), withTrustedProxies("127.0.0.0/8"))
+		h.freezeLimiterClock()
+		for i := range budget + 10 {
+			require.False(t, h.failFrom(fmt.Sprintf("203.0.113.%d", i+1), ""), "failure %d is its forwarded client's first", i+1)
+		}
+		for i := range budget + 1 {
+			refused := h.failFrom("192.0.2.77", "")
+			require.Equal(t, i >= budget, refused, "failure %d of one forwarded client", i+1)
+		}
+	})
 }

@@ -67,6 +67,7 @@ var replies = []reply{
 	{crm.ErrMethodNotFound, http.StatusBadGateway, "crm_denied", "card.crm_method_not_found", false},
 	{crm.ErrRateLimited, http.StatusServiceUnavailable, "crm_unavailable", "card.crm_rate_limited", false},
 	{crm.ErrUnavailable, http.StatusServiceUnavailable, "crm_unavailable", "card.crm_unavailable", false},
+	{connect.ErrBusy, http.StatusServiceUnavailable, "busy", "card.busy", false},
 	{crm.ErrUnexpected, http.StatusBadGateway, "crm_unexpected", "card.crm_unexpected", false},
 	{errUnknownClient, http.StatusNotFound, "unknown_client", "card.unknown_client", false},
 	{store.ErrNotFound, http.StatusNotFound, "not_found", "card.not_found", false},

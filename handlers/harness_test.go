@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -73,6 +74,13 @@ func withTokenKey(seed []byte) harnessOption {
 	return func(c *config.Config) { c.TokenSigningKeys = config.SigningKeys{seed} }
 }
 func withAppURL(u string) harnessOption { return func(c *config.Config) { c.ModuleAppURL = u } }
+
+// withTrustedProxies sets TRUSTED_PROXIES; the server then gets the client
+// address extractor the app builds from it (without, Deps leaves it nil
+// and handlers.New must fall back to the peer on its own).
+func withTrustedProxies(cidrs ...string) harnessOption {
+	return func(c *config.Config) { c.TrustedProxies = cidrs }
+}
 func withAdminTokens(tokens ...redact.Secret) harnessOption {
 	return func(c *config.Config) { c.AdminTokens = tokens }
 }
@@ -151,9 +159,14 @@ func newHarness(t *testing.T, fakeOpts []crmtest.Option, opts ...harnessOption) 
 	addresses := handlers.AddressPolicy(cfg)
 	addresses.MoveHosts = []string{"localhost"}             // the fake CRM's "cloud": moves to it are followed
 	failures, attempts := app.Limits(cfg, h.store.Client()) // as the service builds them; off unless withLimits
+	var clientAddress echo.IPExtractor
+	if len(cfg.TrustedProxies) > 0 {
+		clientAddress = handlers.IPExtractor(cfg.TrustedProxies)
+	}
 	h.srv = httptest.NewServer(handlers.New(handlers.Deps{
 		Config: cfg, Log: log, Connector: connector, Accounts: h.store, Sessions: h.store, Store: h.store,
 		Sealing: h.store, Settings: schema, Addresses: &addresses, Tokens: issuer, Failures: failures, Attempts: attempts,
+		IPExtractor: clientAddress,
 	}))
 	t.Cleanup(h.srv.Close)
 	t.Cleanup(h.assertNoSecretsLogged)

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modulehub/simpleconnect/connect"
 	"github.com/modulehub/simpleconnect/crm"
 	"github.com/modulehub/simpleconnect/handlers"
 	"github.com/modulehub/simpleconnect/redact"
@@ -54,6 +56,8 @@ func TestErrorHandlerMapsEveryFailureToTheCRMsShape(t *testing.T) {
 		want string
 	}{
 		{"wrapped CRM unavailable", stubConnector{err: errors.Join(errors.New("ctx"), crm.ErrUnavailable)}, "not answering"},
+		// Not the CRM's fault: it was never asked, and waiting a minute helps.
+		{"another exchange with the shop still under way", stubConnector{err: fmt.Errorf("deactivate: %w", connect.ErrBusy)}, "still in progress. Try again in a minute."},
 		{"CRM payment", stubConnector{err: &crm.Error{Kind: crm.ErrPaymentRequired, Op: "edit", Status: 402}}, "insufficient funds"},
 		{"internal error with an address in it", stubConnector{err: errors.New("dial 10.0.0.3:6379: connection refused")}, "Something went wrong on our side"},
 		{"panic", stubConnector{panic: true}, "Something went wrong on our side"},

@@ -52,7 +52,7 @@ func TestEveryKeyThePagesUseIsInTheCatalogs(t *testing.T) {
 	}
 	keys = append(keys, "lang.name", "date.never", "settings.saved", "disconnect.done", "disconnect.failed", "disconnect.crm_said",
 		"signedout.title", "signedout.text", "settings.choose", "settings.errors.title_prefix", "account.title")
-	for _, code := range []string{"crm_denied", "crm_unavailable", "crm_payment_required", "crm_no_account", "crm_unexpected", "not_connected", "bad_system_url"} {
+	for _, code := range []string{"crm_denied", "crm_unavailable", "busy", "crm_payment_required", "crm_no_account", "crm_unexpected", "not_connected", "bad_system_url"} {
 		keys = append(keys, "disconnect.failed."+code)
 	}
 	for _, k := range keys {

@@ -117,3 +117,19 @@ func BenchmarkCRMAttempt(b *testing.B) {
 		m.CRMAttempt("edit", 200, false, time.Millisecond)
 	}
 }
+
+// Each update replaces the whole set: a key id whose count fell to none
+// (the old key after a reseal) leaves the exposition, it is not left at
+// its last value.
+func TestSealedAccountsReplacesTheCountsPerKeyID(t *testing.T) {
+	m := metrics.New()
+	m.SealedAccounts(map[string]int64{"0a0b0c0d": 3, "11223344": 1})
+	out := scrape(t, m)
+	assert.Contains(t, out, `simpleconnect_sealed_accounts{key_id="0a0b0c0d"} 3`)
+	assert.Contains(t, out, `simpleconnect_sealed_accounts{key_id="11223344"} 1`)
+
+	m.SealedAccounts(map[string]int64{"11223344": 4})
+	out = scrape(t, m)
+	assert.NotContains(t, out, `key_id="0a0b0c0d"`, "the old key seals nothing any more")
+	assert.Contains(t, out, `simpleconnect_sealed_accounts{key_id="11223344"} 4`)
+}

@@ -46,9 +46,20 @@ func TestPacerHandsOutSlotsInOrderAcrossReplicas(t *testing.T) {
 	})
 }
 
+// Past the bounded wait a request is refused and takes no slot. The pacer
+// reads Redis's clock, so the outcome depends on how much time passes
+// between the calls: at one request per second (an interval of 1.05 s)
+// the test holds unless the machine stalls for a second between two Redis
+// calls. On miniredis the clock is stood still, and moved by hand.
 func TestPacerRefusesPastTheBoundedWaitAndReservesNothing(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
-		p := ratelimit.NewPacer(b.Dial(), b.Prefix, 10, 150*time.Millisecond) // a slot now and one an interval ahead
+		p := ratelimit.NewPacer(b.Dial(), b.Prefix, 1, 1500*time.Millisecond) // a slot now and one an interval ahead
+		interval := p.Interval()
+		require.Equal(t, 1050*time.Millisecond, interval)
+		t0 := time.Now()
+		if b.MR != nil {
+			b.MR.SetTime(t0)
+		}
 		for range 2 {
 			_, err := p.Reserve(t.Context(), "acct")
 			require.NoError(t, err)
@@ -57,10 +68,25 @@ func TestPacerRefusesPastTheBoundedWaitAndReservesNothing(t *testing.T) {
 		var full *ratelimit.QueueFullError
 		require.True(t, errors.As(err, &full), "got %v", err)
 		assert.Greater(t, full.RetryAfter, time.Duration(0))
-		assert.LessOrEqual(t, full.RetryAfter, 2*p.Interval())
+		assert.LessOrEqual(t, full.RetryAfter, 2*interval)
 
 		_, err = p.Reserve(t.Context(), "acct")
-		require.True(t, errors.As(err, &full), "a refusal took no slot, so the next is refused the same way")
+		var again *ratelimit.QueueFullError
+		require.True(t, errors.As(err, &again), "a refusal took no slot, so the next is refused the same way")
+		// Had the first refusal taken a slot, the next free one would be an
+		// interval later.
+		assert.LessOrEqual(t, again.RetryAfter, full.RetryAfter+interval/2, "the next refusal names no later time")
+
+		if b.MR != nil {
+			// One interval on, exactly one slot has freed: the refusals took
+			// none of it.
+			b.MR.SetTime(t0.Add(interval))
+			d, err := p.Reserve(t.Context(), "acct")
+			require.NoError(t, err, "the slot the refusals did not take")
+			assert.Equal(t, interval, d)
+			_, err = p.Reserve(t.Context(), "acct")
+			require.True(t, errors.As(err, &full), "and only that one: got %v", err)
+		}
 	})
 }
 
