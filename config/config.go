@@ -155,17 +155,43 @@ func Load() (Config, error) {
 			gone = append(gone, fmt.Errorf("config: %s: %s", name, retired[name]))
 		}
 	}
-	if err := envconfig.Process("", &c); err != nil {
-		var pe *envconfig.ParseError
-		if errors.As(err, &pe) { // pe.Value may be a secret: name the variable only
-			err = fmt.Errorf("config: %s: %s", pe.KeyName, parseProblem(pe))
-		} else {
-			err = fmt.Errorf("config: %w", err)
-		}
-		return c, errors.Join(append(gone, err)...)
+	if bad := process(&c); len(bad) > 0 {
+		return c, errors.Join(append(gone, bad...)...)
 	}
 	c.applyDefaults()
 	return c, errors.Join(append(gone, c.Validate())...)
+}
+
+// process reads the environment into c, reporting every variable envconfig
+// cannot convert, not only the first: envconfig stops at the first, so a
+// bad one is set aside (unset for the next pass, restored before
+// returning) and the rest read again.
+func process(c *Config) []error {
+	var bad []error
+	aside := map[string]string{}
+	defer func() {
+		for name, v := range aside {
+			_ = os.Setenv(name, v)
+		}
+	}()
+	for {
+		err := envconfig.Process("", c)
+		if err == nil {
+			return bad
+		}
+		var pe *envconfig.ParseError
+		if !errors.As(err, &pe) {
+			return append(bad, fmt.Errorf("config: %w", err))
+		}
+		// pe.Value may be a secret: name the variable only
+		bad = append(bad, fmt.Errorf("config: %s: %s", pe.KeyName, parseProblem(pe)))
+		v, set := os.LookupEnv(pe.KeyName)
+		if _, seen := aside[pe.KeyName]; seen || !set {
+			return bad // cannot set it aside: stop rather than loop
+		}
+		aside[pe.KeyName] = v
+		_ = os.Unsetenv(pe.KeyName)
+	}
 }
 
 // parseProblem says what is wrong with a value envconfig could not convert,

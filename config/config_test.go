@@ -224,9 +224,7 @@ func TestLoadWithNothingSetNamesBothRequiredVariables(t *testing.T) {
 	}, strings.Split(err.Error(), "\n"))
 }
 
-// Every rule Validate checks is reported at once. (A value envconfig cannot
-// convert at all, such as CRM_TIMEOUT=banana, stops envconfig.Process
-// before Validate runs, so it is reported alone.)
+// Every rule Validate checks is reported at once.
 func TestLoadReportsEveryBadVariable(t *testing.T) {
 	setEnv(t, map[string]string{
 		"MODULE_CODE":   "",
@@ -459,4 +457,26 @@ func TestInsecureModeDefaultsTheAllowListToTheCRMsDomainsAndThisMachine(t *testi
 	c, err = config.Load()
 	require.NoError(t, err)
 	assert.NotContains(t, c.CRMAllowedHosts, "127.0.0.1", "never outside insecure mode")
+}
+
+// Values that cannot be converted at all are each reported too (envconfig
+// alone stops at the first), and the environment is left as it was.
+func TestLoadReportsEveryValueThatCannotBeRead(t *testing.T) {
+	setEnv(t, map[string]string{
+		"MODULE_CODE":    "demo",
+		"MODULE_SECRETS": "new,,old-secret-value",
+		"ADMIN_TOKEN":    "an-admin-token-0123456789, ",
+		"CRM_TIMEOUT":    "banana",
+	})
+	_, err := config.Load()
+	require.Error(t, err)
+	lines := strings.Split(err.Error(), "\n")
+	assert.Len(t, lines, 3, "one line per bad variable:\n%s", err)
+	for _, name := range []string{"MODULE_SECRETS", "ADMIN_TOKEN", "CRM_TIMEOUT"} {
+		assert.Contains(t, err.Error(), "config: "+name+":")
+	}
+	assert.NotContains(t, err.Error(), "old-secret-value")
+	assert.NotContains(t, err.Error(), "an-admin-token")
+	assert.Equal(t, "banana", os.Getenv("CRM_TIMEOUT"), "the environment is restored")
+	assert.Equal(t, "new,,old-secret-value", os.Getenv("MODULE_SECRETS"))
 }
