@@ -29,6 +29,9 @@ func (s *server) handleActivity(c echo.Context) error {
 		return notFoundAs(err, errUnknownClient)
 	}
 	c.Set("account_id", acc.ID)
+	if req.SystemURL == "" {
+		c.Set("shop_url", acc.SystemURL) // the errorMsg's language: the shop's (errors.go)
+	}
 	var moved string
 	follow := false
 	if req.SystemURL != "" {

@@ -2,7 +2,9 @@ package handlers_test
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -11,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modulehub/simpleconnect/config"
+	"github.com/modulehub/simpleconnect/crm"
+	"github.com/modulehub/simpleconnect/handlers"
 	"github.com/modulehub/simpleconnect/i18n"
 	"github.com/modulehub/simpleconnect/verify"
 )
@@ -89,4 +93,23 @@ func TestActivityErrorMsgIsInTheShopsLanguage(t *testing.T) {
 		assert.False(t, r.Success)
 		assert.Equal(t, words.For(lang).T("card.unknown_client"), r.ErrorMsg, lang)
 	}
+}
+
+// A callback that names no address is answered in the language of the
+// address the account has.
+func TestActivityWithoutAnAddressIsAnsweredInTheStoredShopsLanguage(t *testing.T) {
+	h := newHarness(t, nil)
+	at, err := h.store.BeginConnect(t.Context(), "https://shop-lang.retailcrm.ru", "key-lang-stored")
+	require.NoError(t, err)
+	h.remember("key-lang-stored", at.Account.ClientID.Reveal())
+	srv := httptest.NewServer(handlers.New(handlers.Deps{
+		Config: h.cfg, Log: slog.New(slog.DiscardHandler), Connector: stubConnector{err: crm.ErrUnavailable},
+		Accounts: h.store, Sessions: h.store, Store: h.store,
+	}))
+	t.Cleanup(srv.Close)
+	h.srv = srv
+	resp, body := h.postForm("/activity", url.Values{"clientId": {at.Account.ClientID.Reveal()}, "activity": {`{"active":true}`}})
+	r := decodeWebhook(t, resp, body)
+	assert.False(t, r.Success)
+	assert.Equal(t, words.For("ru").T("card.crm_unavailable"), r.ErrorMsg)
 }
