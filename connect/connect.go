@@ -35,7 +35,7 @@ type Store interface {
 	Backoff(ctx context.Context, l store.Lease, next time.Time, unsure bool) error
 	Intend(ctx context.Context, l store.Lease, read store.Account, st *store.State) error
 	SetActivity(ctx context.Context, id string, st store.State, l store.Lease, changes ...store.Change) (store.Account, error)
-	Repair(ctx context.Context, l store.Lease, bad []string) (store.Account, error)
+	Repair(ctx context.Context, l store.Lease, bad []string) (acc store.Account, newClientID bool, err error)
 	Due(ctx context.Context, now time.Time, limit int) ([]string, error)
 	LeaseTTL() time.Duration
 }
@@ -189,11 +189,12 @@ func (s *Service) Connect(ctx context.Context, systemURL string, apiKey redact.S
 	if len(bad) > 0 {
 		wctx, cancel := s.writeCtx(ctx)
 		defer cancel()
-		if acc, err = s.store.Repair(wctx, lease, bad); err != nil {
+		var fresh bool
+		if acc, fresh, err = s.store.Repair(wctx, lease, bad); err != nil {
 			s.release(ctx, lease)
 			return at.Account, fmt.Errorf("repair account: %w", err)
 		}
-		s.log.Warn("a register repaired an account that could not be read: it has a new clientId", "account_id", acc.ID)
+		s.log.Warn("a register repaired an account that could not be read", "account_id", acc.ID, "unreadable_fields", bad, "new_client_id", fresh)
 	}
 	return s.prove(ctx, acc, lease, at.Seq, apiKey, at.Account.Edits)
 }

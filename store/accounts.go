@@ -1,6 +1,7 @@
 package store
 
 import (
+	"slices"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -472,18 +473,27 @@ func (s *Redis) SaveSettings(ctx context.Context, read Account, settings map[str
 	return s.decodeStrict(hashOf(rest[0]))
 }
 
-// Repair gives an account a register reached, whose record had fields that
-// could not be opened, a new clientId and drops the unreadable key and
-// settings, under l. The account keeps its id, address and history; the
-// register then proves its key as for any account.
-func (s *Redis) Repair(ctx context.Context, l Lease, bad []string) (Account, error) {
+// Repair mends an account a register reached whose record had fields that
+// could not be opened, under l: unreadable key and settings are dropped,
+// and an unreadable clientId is replaced by a new one (it cannot be sent to
+// the CRM again); a readable clientId is kept, so the CRM's callbacks keep
+// working. The account keeps its id, address and history; the register
+// then proves its key as for any account. newClientID says whether it got
+// a new clientId.
+func (s *Redis) Repair(ctx context.Context, l Lease, bad []string) (acc Account, newClientID bool, err error) {
 	key := s.keys.account(l.AccountID)
 	raw, err := s.rdb.HGetAll(ctx, key).Result()
 	if err != nil {
-		return Account{}, err
+		return Account{}, false, err
 	}
-	cid := NewClientID()
-	args := append(s.common(s.now()), l.Token, s.sealField(key, fClientID, cid.Reveal()), s.keys.client(cid.Reveal()))
+	args := append(s.common(s.now()), l.Token)
+	if slices.Contains(bad, fClientID) {
+		cid := NewClientID()
+		args = append(args, s.sealField(key, fClientID, cid.Reveal()), s.keys.client(cid.Reveal()))
+		newClientID = true
+	} else {
+		args = append(args, "", "")
+	}
 	var drop []any
 	for _, f := range bad {
 		if f == fAPIKey || f == fSettings || f == fPendingKey {
@@ -495,16 +505,17 @@ func (s *Redis) Repair(ctx context.Context, l Lease, bad []string) (Account, err
 	args = append(args, changeArgs([]Change{{Type: EventRepaired}})...)
 	res, err := scriptRepair.Run(ctx, s.rdb, []string{key}, args...).Result()
 	if err != nil {
-		return Account{}, err
+		return Account{}, false, err
 	}
 	verdict, rest := reply(res)
 	if verdict != "ok" {
-		return Account{}, refusal("repair", verdict)
+		return Account{}, false, refusal("repair", verdict)
 	}
 	s.forgetUnreadable(l.AccountID)
 	h := hashOf(rest[0])
 	s.resealLeft(ctx, h)
-	return s.decodeStrict(h)
+	acc, err = s.decodeStrict(h)
+	return acc, newClientID, err
 }
 
 // resealArgs re-seals the sealed fields of read with the current key, as

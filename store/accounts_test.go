@@ -598,25 +598,43 @@ func TestUnreadableAccountNeverSpreads(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 1, rep.Unreadable)
 
-		// The shop connects again: the account is repaired, keeps its id,
-		// and gets a new clientId; the old one opens nothing.
+		// The shop connects again: the account is repaired and keeps its id
+		// and its clientId, which could be read (the CRM's callbacks go on
+		// working); only the unreadable key is dropped.
 		key := newAPIKey()
 		at, err := s.BeginConnect(ctx, bad.SystemURL, key)
 		require.NoError(t, err)
 		assert.Equal(t, []string{"key"}, at.Bad)
-		repaired, err := s.Repair(ctx, at.Lease, at.Bad)
+		repaired, fresh, err := s.Repair(ctx, at.Lease, at.Bad)
 		require.NoError(t, err)
+		assert.False(t, fresh)
 		assert.Equal(t, bad.ID, repaired.ID)
-		assert.NotEqual(t, bad.ClientID, repaired.ClientID)
+		assert.Equal(t, bad.ClientID, repaired.ClientID)
 		assert.True(t, repaired.APIKey.IsZero())
 		at.Account = repaired
 		done, err := s.Record(ctx, at.Lease, repaired, accepted(at, key))
 		require.NoError(t, err)
 		assert.Equal(t, key, done.APIKey)
+		assert.Equal(t, bad.ClientID, must(s.FindByClientID(ctx, bad.ClientID))(t).ClientID)
+		assert.Contains(t, eventTypes(t, s), store.EventRepaired)
+
+		// An unreadable clientId cannot be sent to the CRM again: it is
+		// replaced, and the old one opens nothing.
+		clk.Advance(time.Millisecond)
+		require.NoError(t, raw.HSet(ctx, accountKey(t, raw, prefix, bad.ID), "cid", "\x01garbage-not-sealed").Err())
+		key2 := newAPIKey()
+		at, err = s.BeginConnect(ctx, bad.SystemURL, key2)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"cid"}, at.Bad)
+		repaired, fresh, err = s.Repair(ctx, at.Lease, at.Bad)
+		require.NoError(t, err)
+		assert.True(t, fresh)
+		assert.Equal(t, bad.ID, repaired.ID)
+		assert.NotEqual(t, bad.ClientID, repaired.ClientID)
+		assert.Equal(t, key, repaired.APIKey, "the readable key stays")
 		assert.Equal(t, repaired.ClientID, must(s.FindByClientID(ctx, repaired.ClientID))(t).ClientID)
 		_, err = s.FindByClientID(ctx, bad.ClientID)
 		assert.ErrorIs(t, err, store.ErrNotFound, "the replaced clientId opens nothing")
-		assert.Contains(t, eventTypes(t, s), store.EventRepaired)
 	})
 }
 

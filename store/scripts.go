@@ -458,10 +458,11 @@ return {'ok', H.kids}
 `)
 
 // scriptRepair replaces what cannot be read in an account a register
-// reached: a new clientId (the old one cannot be opened, so it cannot be
-// sent to the CRM again), and the unreadable key and settings dropped.
-// KEYS[1]: the account. ARGV[6..]: token, the new sealed clientId, its index
-// key, then field/old pairs to drop if unchanged (count first), then events.
+// reached: the unreadable key and settings dropped and, when the clientId
+// cannot be opened (so it cannot be sent to the CRM again), a new one.
+// KEYS[1]: the account. ARGV[6..]: token, the new sealed clientId and its
+// index key ("" and "" to keep the clientId), then field/old pairs to drop
+// if unchanged (count first), then events.
 var scriptRepair = redis.NewScript(prelude + `
 if not load(KEYS[1]) then return {'gone'} end
 local id = H.id
@@ -472,8 +473,11 @@ for j = 0, n - 1 do
   local f, old = ARGV[10 + 2 * j], ARGV[11 + 2 * j]
   if H[f] == old then drop(f) end
 end
-put('cid', ARGV[7], 'uat', NOWS)
-redis.call('SET', ARGV[8], id)
+if ARGV[7] ~= '' then
+  put('cid', ARGV[7])
+  redis.call('SET', ARGV[8], id)
+end
+put('uat', NOWS)
 events(10 + 2 * n)
 rekid(id)
 return {'ok', hash()}
