@@ -382,3 +382,27 @@ func TestALeaseHeldPastTheWaitIsBusyNotACRMOutage(t *testing.T) {
 		assert.Equal(t, store.StatusInactive, done.Status())
 	})
 }
+
+// A move that cannot take the shop's lease (another exchange holds it past
+// the wait) still applies the callback's switch: it happened in the CRM.
+// The move itself is left for the CRM's next call.
+func TestAMoveThatFindsTheShopBusyStillAppliesTheSwitch(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		e := newEnv(t, b)
+		acc, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
+		require.NoError(t, err)
+		e.store.SetTimings(50*time.Millisecond, 0)
+		_, other, _, err := e.store.Acquire(t.Context(), acc.ID)
+		require.NoError(t, err)
+
+		newHome := crmtest.New(t)
+		_, err = e.svc.Activity(t.Context(), acc, store.State{}, newHome.URL, true)
+		require.ErrorIs(t, err, connect.ErrBusy)
+		assert.Empty(t, newHome.Calls(), "nothing goes to the new host without the lease")
+		got, err := e.store.Get(t.Context(), acc.ID)
+		require.NoError(t, err)
+		assert.False(t, got.Want.Active, "the switch-off is the intention")
+		assert.Equal(t, e.fake.URL, got.SystemURL, "the move is not recorded")
+		require.NoError(t, e.store.Release(t.Context(), other))
+	})
+}

@@ -107,9 +107,16 @@ func (s *Service) Activity(ctx context.Context, acc store.Account, st store.Stat
 		}
 		return acc, ErrMoveRefused
 	}
+	read := acc
 	acc, lease, unlock, err := s.lockAccount(ctx, acc)
 	if err != nil {
-		return acc, err
+		// The switch happened in the CRM whatever becomes of the move: it
+		// is applied (an edit on its way is sent again by its holder), and
+		// the error asks the CRM to call again for the move.
+		if _, serr := s.store.SetActivity(ctx, read.ID, st, store.Lease{}, activity); serr != nil {
+			return read, serr
+		}
+		return read, err
 	}
 	defer unlock()
 	wctx, cancel := s.writeCtx(ctx)
