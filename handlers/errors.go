@@ -89,6 +89,7 @@ var replies = []reply{
 	{serviceapi.ErrInactive, http.StatusConflict, "inactive", "service.inactive", false},
 	{serviceapi.ErrFrozen, http.StatusConflict, "frozen", "service.frozen", false},
 	{serviceapi.ErrKeyRevoked, http.StatusConflict, "key_revoked", "service.key_revoked", false},
+	{serviceapi.ErrScopesMissing, http.StatusConflict, "scopes_missing", "service.scopes_missing", false},
 	{serviceapi.ErrQueueFull, http.StatusTooManyRequests, "crm_rate_limited", "service.crm_rate_limited", false},
 	{serviceapi.ErrCRMUnreachable, http.StatusBadGateway, "crm_unreachable", "service.crm_unreachable", false},
 	{serviceapi.ErrTokensOff, http.StatusNotFound, "not_found", "card.not_found", false},

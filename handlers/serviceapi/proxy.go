@@ -82,7 +82,7 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 		return err
 	}
 	c.Set("account_id", acc.ID)
-	if err := running(acc); err != nil {
+	if err := Running(acc); err != nil {
 		return err
 	}
 
@@ -251,10 +251,12 @@ func (b *capped) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// running says whether the module runs for an account, naming the state
-// when not. The flags, not Status(): a revoked key outranks frozen there,
-// and each state must be named for what it is.
-func running(acc store.Account) error {
+// Running is the one rule for whether the module runs for an account:
+// the proxy, this API's token route and the account page's token routes
+// (handlers' issueFor) all ask it. It names the state when not. The
+// flags, not Status(): a revoked key outranks frozen there, and each state
+// must be named for what it is.
+func Running(acc store.Account) error {
 	switch {
 	case !acc.Connected:
 		return ErrPending
@@ -262,8 +264,21 @@ func running(acc store.Account) error {
 		return ErrFrozen
 	case !acc.Active:
 		return ErrInactive
-	case acc.KeyHealth == store.KeyRevoked:
-		return ErrKeyRevoked // the CRM would only answer 401; scopes_missing calls still go
 	}
-	return nil
+	return keyHealthy(acc)
+}
+
+// keyHealthy refuses a key the health check found dead (issue 17: each
+// such state "makes the proxy answer 409"). scopes_missing included: the
+// module needs every scope it asked for, and a caller learns of the
+// state here rather than from a 403 of the CRM half-way through its work.
+func keyHealthy(acc store.Account) error {
+	switch acc.KeyHealth {
+	case store.KeyHealthy:
+		return nil
+	case store.KeyScopesMissing:
+		return ErrScopesMissing
+	default: // key_revoked, and whatever a later release may add: refused
+		return ErrKeyRevoked
+	}
 }
