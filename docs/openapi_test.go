@@ -211,6 +211,8 @@ func TestEveryRouteAnswersAsTheOpenAPIDocumentSays(t *testing.T) {
 	c.check(s, "HEAD", p, crmPath(acc.ID, "api/v5/orders"), serviceToken, nil, "")
 	c.check(s, "POST", p, crmPath(acc.ID, "api/v5/orders/create"), serviceToken,
 		strings.NewReader(url.Values{"order": {`{"firstName":"Ann"}`}}.Encode()), "application/x-www-form-urlencoded")
+	c.check(s, "POST", p, crmPath(acc.ID, "api/v5/orders/create"), serviceToken,
+		strings.NewReader(strings.Repeat("a", 8<<20+1)), "application/x-www-form-urlencoded") // over the cap
 	c.check(s, "GET", p, crmPath(acc.ID, "api/v5/reference/sites"), serviceToken, nil, "") // the CRM's own 401
 	c.check(s, "GET", p, crmPath(acc.ID, "api/../../credentials"), serviceToken, nil, "")
 	c.check(s, "GET", p, crmPath(acc.ID, "api/v5/orders"), "", nil, "")
@@ -249,7 +251,7 @@ func TestEveryRouteAnswersAsTheOpenAPIDocumentSays(t *testing.T) {
 		"GET " + v + "/credentials 200", "GET " + v + "/credentials 401", "GET " + v + "/credentials 404", "GET " + v + "/credentials 409",
 		"GET /service/api/openapi.yaml 200", "GET /service/api/openapi.yaml 401",
 		"POST " + v + "/token 200", "POST " + v + "/token 401", "POST " + v + "/token 404", "POST " + v + "/token 409",
-		"GET " + p + " 200", "HEAD " + p + " 404", "POST " + p + " 201", "GET " + p + " 401", "GET " + p + " 400", "GET " + p + " 404",
+		"GET " + p + " 200", "HEAD " + p + " 404", "POST " + p + " 201", "POST " + p + " 413 too_large", "GET " + p + " 401", "GET " + p + " 400", "GET " + p + " 404",
 		"DELETE " + p + " 409", "PUT " + p + " 502", "PATCH " + p + " 409", "OPTIONS " + p + " 409", "GET " + p + " 429",
 		// Every state a 409 names, where it can be met.
 		"GET " + v + "/credentials 409 not_connected", "GET " + v + "/credentials 409 key_revoked", "GET " + v + "/credentials 409 scopes_missing",

@@ -85,6 +85,7 @@ var replies = []reply{
 	// The service API (handlers/serviceapi): nothing was sent to the CRM.
 	{serviceapi.ErrBadPath, http.StatusBadRequest, "bad_path", "service.bad_path", false},
 	{serviceapi.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", "service.too_large", false},
+	{serviceapi.ErrBadBody, http.StatusBadRequest, "bad_request", "service.bad_body", false},
 	{serviceapi.ErrPending, http.StatusConflict, "not_connected", "service.pending", false},
 	{serviceapi.ErrInactive, http.StatusConflict, "inactive", "service.inactive", false},
 	{serviceapi.ErrFrozen, http.StatusConflict, "frozen", "service.frozen", false},

@@ -37,6 +37,8 @@ var (
 	ErrQueueFull = errors.New("serviceapi: the shop's CRM rate limit is reached")
 	// ErrTooLarge: the body is over the proxy's cap.
 	ErrTooLarge = errors.New("serviceapi: the request body is too large")
+	// ErrBadBody: the body could not be read (a broken chunked encoding).
+	ErrBadBody = errors.New("serviceapi: the request body could not be read")
 	// ErrCRMUnreachable: no reply came from the shop's CRM (refused,
 	// timed out, or an address the outbound guard refuses).
 	ErrCRMUnreachable = errors.New("serviceapi: the shop's CRM did not answer")
