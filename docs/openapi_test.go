@@ -88,7 +88,7 @@ func (s *service) connect(t *testing.T, fake *crmtest.Fake, key string) store.Ac
 type checker struct {
 	t    *testing.T
 	doc  *openapi3.T
-	seen map[string]bool // "METHOD template status"
+	seen map[string]bool // "METHOD template status", and "… status code" for a problem
 }
 
 // check sends method path (as written) with token to s, then validates
@@ -128,6 +128,12 @@ func (c *checker) check(s *service, method, template, path, token string, body i
 	})
 	assert.NoError(t, err, "%s %s → %d %s", method, path, resp.StatusCode, raw)
 	c.seen[method+" "+template+" "+strconv.Itoa(resp.StatusCode)] = true
+	var p struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if json.Unmarshal(raw, &p) == nil && p.Error.Code != "" {
+		c.seen[method+" "+template+" "+strconv.Itoa(resp.StatusCode)+" "+p.Error.Code] = true
+	}
 	return resp.StatusCode
 }
 
@@ -205,6 +211,8 @@ func TestEveryRouteAnswersAsTheOpenAPIDocumentSays(t *testing.T) {
 	c.check(s, "HEAD", p, crmPath(acc.ID, "api/v5/orders"), serviceToken, nil, "")
 	c.check(s, "POST", p, crmPath(acc.ID, "api/v5/orders/create"), serviceToken,
 		strings.NewReader(url.Values{"order": {`{"firstName":"Ann"}`}}.Encode()), "application/x-www-form-urlencoded")
+	c.check(s, "POST", p, crmPath(acc.ID, "api/v5/orders/create"), serviceToken,
+		strings.NewReader(strings.Repeat("a", 8<<20+1)), "application/x-www-form-urlencoded") // over the cap
 	c.check(s, "GET", p, crmPath(acc.ID, "api/v5/reference/sites"), serviceToken, nil, "") // the CRM's own 401
 	c.check(s, "GET", p, crmPath(acc.ID, "api/../../credentials"), serviceToken, nil, "")
 	c.check(s, "GET", p, crmPath(acc.ID, "api/v5/orders"), "", nil, "")
@@ -216,6 +224,16 @@ func TestEveryRouteAnswersAsTheOpenAPIDocumentSays(t *testing.T) {
 	c.check(s, "PATCH", p, crmPath(acc.ID, "api/v5/orders"), serviceToken, nil, "")
 	c.check(s, "OPTIONS", p, crmPath(acc.ID, "api/v5/orders"), serviceToken, nil, "")
 	c.check(s, "POST", a+"/accounts/{id}/deactivate", a+"/accounts/"+acc.ID+"/deactivate?local_only=true", adminToken, nil, "")
+
+	// A key the health check found dead closes the shop's service API.
+	sick := s.connect(t, crmtest.New(t), "key-sick")
+	for _, h := range []store.KeyHealth{store.KeyRevoked, store.KeyScopesMissing} {
+		_, _, err = s.app.Store.SetKeyHealth(t.Context(), sick.ID, sick.KeySeq, h, nil)
+		require.NoError(t, err)
+		c.check(s, "GET", v+"/credentials", creds(sick.ID), serviceToken, nil, "")
+		c.check(s, "POST", v+"/token", tok(sick.ID), serviceToken, nil, "")
+		c.check(s, "GET", p, crmPath(sick.ID, "api/v5/orders"), serviceToken, nil, "")
+	}
 
 	// 429: a replica whose shops get one call a second and no wait.
 	slow := start(t, app.Options{ProxyMaxWait: time.Nanosecond}, 1)
@@ -233,8 +251,13 @@ func TestEveryRouteAnswersAsTheOpenAPIDocumentSays(t *testing.T) {
 		"GET " + v + "/credentials 200", "GET " + v + "/credentials 401", "GET " + v + "/credentials 404", "GET " + v + "/credentials 409",
 		"GET /service/api/openapi.yaml 200", "GET /service/api/openapi.yaml 401",
 		"POST " + v + "/token 200", "POST " + v + "/token 401", "POST " + v + "/token 404", "POST " + v + "/token 409",
-		"GET " + p + " 200", "HEAD " + p + " 404", "POST " + p + " 201", "GET " + p + " 401", "GET " + p + " 400", "GET " + p + " 404",
+		"GET " + p + " 200", "HEAD " + p + " 404", "POST " + p + " 201", "POST " + p + " 413 too_large", "GET " + p + " 401", "GET " + p + " 400", "GET " + p + " 404",
 		"DELETE " + p + " 409", "PUT " + p + " 502", "PATCH " + p + " 409", "OPTIONS " + p + " 409", "GET " + p + " 429",
+		// Every state a 409 names, where it can be met.
+		"GET " + v + "/credentials 409 not_connected", "GET " + v + "/credentials 409 key_revoked", "GET " + v + "/credentials 409 scopes_missing",
+		"POST " + v + "/token 409 not_connected", "POST " + v + "/token 409 key_revoked", "POST " + v + "/token 409 scopes_missing",
+		"DELETE " + p + " 409 not_connected", "PATCH " + p + " 409 inactive",
+		"GET " + p + " 409 key_revoked", "GET " + p + " 409 scopes_missing",
 	} {
 		assert.True(t, c.seen[want], "exercised: %s (seen: %v)", want, keys(c.seen))
 	}

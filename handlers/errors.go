@@ -86,10 +86,12 @@ var replies = []reply{
 	// The service API (handlers/serviceapi): nothing was sent to the CRM.
 	{serviceapi.ErrBadPath, http.StatusBadRequest, "bad_path", "service.bad_path", false},
 	{serviceapi.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", "service.too_large", false},
+	{serviceapi.ErrBadBody, http.StatusBadRequest, "bad_request", "service.bad_body", false},
 	{serviceapi.ErrPending, http.StatusConflict, "not_connected", "service.pending", false},
 	{serviceapi.ErrInactive, http.StatusConflict, "inactive", "service.inactive", false},
 	{serviceapi.ErrFrozen, http.StatusConflict, "frozen", "service.frozen", false},
 	{serviceapi.ErrKeyRevoked, http.StatusConflict, "key_revoked", "service.key_revoked", false},
+	{serviceapi.ErrScopesMissing, http.StatusConflict, "scopes_missing", "service.scopes_missing", false},
 	{serviceapi.ErrQueueFull, http.StatusTooManyRequests, "crm_rate_limited", "service.crm_rate_limited", false},
 	{serviceapi.ErrCRMUnreachable, http.StatusBadGateway, "crm_unreachable", "service.crm_unreachable", false},
 	{serviceapi.ErrTokensOff, http.StatusNotFound, "not_found", "card.not_found", false},

@@ -1,12 +1,14 @@
 package handlers
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modulehub/simpleconnect/handlers/serviceapi"
 	"github.com/modulehub/simpleconnect/store"
 	"github.com/modulehub/simpleconnect/tokens"
 )
@@ -25,10 +27,13 @@ func (s *server) handleJWKS(c echo.Context) error {
 	return c.Blob(http.StatusOK, "application/jwk-set+json", s.tokens.JWKS())
 }
 
-// issueFor signs a token for an account the module runs for.
+// issueFor signs a token for an account the module runs for, by the
+// service API's rule (the proxy and its token route use it too). The page
+// answers not_active, its one text for every such state: the page itself
+// shows which.
 func (s *server) issueFor(acc store.Account) (tokens.Token, error) {
-	if !acc.Connected || !acc.Active || acc.Frozen || acc.KeyHealth != store.KeyHealthy {
-		return tokens.Token{}, errNotActive
+	if err := serviceapi.Running(acc); err != nil {
+		return tokens.Token{}, fmt.Errorf("%w: %w", errNotActive, err)
 	}
 	return s.tokens.Issue(acc.ID, acc.SystemURL)
 }

@@ -73,10 +73,20 @@ func TestThePagesTokenNeedsTheSessionAndItsCSRFToken(t *testing.T) {
 	h.remember(tok.Token)
 }
 
+// The page asks the service API's rule (serviceapi.Running): a dead key
+// gets no token, as a switched-off module does not.
 func TestNoTokenForAModuleThatIsNotRunning(t *testing.T) {
 	h := newHarness(t, nil, withTokenKey(tokens.NewSeed()))
 	acc, cookie, csrf := h.signedIn("key-token-off")
-	_, err := h.store.SetActivity(t.Context(), acc.ID, store.State{}, store.Lease{})
+	for _, health := range []store.KeyHealth{store.KeyRevoked, store.KeyScopesMissing} {
+		_, _, err := h.store.SetKeyHealth(t.Context(), acc.ID, acc.KeySeq, health, nil)
+		require.NoError(t, err)
+		resp, body := h.postForm("/account/token", url.Values{"csrf": {csrf}}, cookie)
+		assert.Equal(t, http.StatusConflict, resp.StatusCode, "%s: %s", health, body)
+	}
+	_, _, err := h.store.SetKeyHealth(t.Context(), acc.ID, acc.KeySeq, store.KeyHealthy, nil)
+	require.NoError(t, err)
+	_, err = h.store.SetActivity(t.Context(), acc.ID, store.State{}, store.Lease{})
 	require.NoError(t, err)
 	resp, body := h.postForm("/account/token", url.Values{"csrf": {csrf}}, cookie)
 	assert.Equal(t, http.StatusConflict, resp.StatusCode, body)

@@ -40,7 +40,9 @@ func (c *Client) Token(ctx context.Context, accountID string) (tokens.Token, err
 // Verifier checks the tokens the service issues (from the service API or
 // the account page's "Open"), against the service's JWKS at this client's
 // base URL. issuer is the service's PUBLIC_URL, audience its MODULE_CODE.
-// The JWKS is public: it is fetched without the service token.
+// The JWKS is public: it is fetched without the service token. Keep the
+// verifier for the life of the process: it caches the JWKS (see
+// tokens.Verifier), and a new one fetches it again.
 func (c *Client) Verifier(issuer, audience string) *tokens.Verifier {
 	return &tokens.Verifier{JWKSURL: c.base.String() + "/.well-known/jwks.json", Issuer: issuer, Audience: audience}
 }

@@ -4,8 +4,10 @@
 // (the account id), system_url, iat, nbf, exp and jti; never an API key or
 // a clientId. The service signs with the first configured key and
 // publishes every key as a JWKS (rotation); the module's workers verify
-// with Verifier, which fetches and caches the JWKS and refreshes it when a
-// token names a key it does not know.
+// with Verifier, which fetches and caches the JWKS for as long as the
+// reply's Cache-Control allows (5 minutes by default, 15 at most), and
+// refreshes it when it expires or a token names a key it does not know: a
+// key dropped from the JWKS stops verifying once the cached set expires.
 //
 // JOSE is github.com/go-jose/go-jose/v4: small, maintained, no global
 // state, with EdDSA and JWK sets built in (golang-jwt has no JWKS; jwx is

@@ -97,21 +97,41 @@ func TestLifetimeIsBounded(t *testing.T) {
 	assert.Error(t, err, "a key twice")
 }
 
-// jwksServer serves whatever JWKS the test sets, counting fetches.
+// jwksServer serves whatever JWKS the test sets, with the Cache-Control
+// and status it sets, counting fetches. While gated, each fetch reports on
+// arrived and waits for the gate to open.
 type jwksServer struct {
-	mu      sync.Mutex
-	body    []byte
-	fetches int
+	mu           sync.Mutex
+	body         []byte
+	cacheControl string
+	status       int
+	fetches      int
+	gate         chan struct{}
+	open         func()
+	arrived      chan struct{}
 	*httptest.Server
 }
 
 func newJWKSServer(t *testing.T, body []byte) *jwksServer {
-	s := &jwksServer{body: body}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	s := &jwksServer{body: body, status: http.StatusOK, arrived: make(chan struct{}, 16)}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		s.fetches++
-		_, _ = w.Write(s.body)
+		body, cc, status, gate := s.body, s.cacheControl, s.status, s.gate
+		s.mu.Unlock()
+		if gate != nil {
+			s.arrived <- struct{}{}
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if cc != "" {
+			w.Header().Set("Cache-Control", cc)
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
 	}))
 	t.Cleanup(s.Close)
 	return s
@@ -127,6 +147,29 @@ func (s *jwksServer) set(body []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.body = body
+}
+
+func (s *jwksServer) setCacheControl(cc string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cacheControl = cc
+}
+
+func (s *jwksServer) setStatus(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status = status
+}
+
+// hold makes fetches wait until the returned func is called (also at the
+// test's end, before the server closes).
+func (s *jwksServer) hold(t *testing.T) (open func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gate := make(chan struct{})
+	s.gate, s.open = gate, sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(s.open)
+	return s.open
 }
 
 func TestVerifierChecksClaimsAndFollowsKeyRotation(t *testing.T) {
@@ -192,8 +235,8 @@ func TestVerifierChecksClaimsAndFollowsKeyRotation(t *testing.T) {
 	_, err = v.Verify(ctx, "not-a-token")
 	assert.ErrorIs(t, err, tokens.ErrInvalid)
 
-	// Once A is dropped, its tokens no longer verify (after the cache
-	// refreshes on a kid it does not know).
+	// Once A is dropped, a new verifier refuses its tokens (a running one
+	// does once its cached set expires: TestADroppedKeyStopsVerifying…).
 	onlyB := newIssuer(t, seedB)
 	srv.set(onlyB.JWKS())
 	fresh := &tokens.Verifier{JWKSURL: srv.URL, Issuer: issuer, Audience: audience, Now: v.Now}

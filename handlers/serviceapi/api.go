@@ -19,15 +19,17 @@ import (
 
 // Errors of the service API; handlers' error table words them.
 var (
-	// ErrPending, ErrInactive, ErrFrozen, ErrKeyRevoked: the shop's first
-	// connection never completed, the module is switched off or frozen in
-	// its CRM, or the key health check found its key refused; nothing was
-	// sent. (ErrPending answers with connect.ErrNotConnected's code,
+	// ErrPending, ErrInactive, ErrFrozen, ErrKeyRevoked, ErrScopesMissing:
+	// the shop's first connection never completed, the module is switched
+	// off or frozen in its CRM, or the key health check found its key
+	// refused or short of a scope the module needs; nothing was sent.
+	// (ErrPending answers with connect.ErrNotConnected's code,
 	// not_connected, in words that name the state.)
-	ErrPending    = errors.New("serviceapi: the account was never connected")
-	ErrInactive   = errors.New("serviceapi: the module is switched off in this shop's CRM")
-	ErrFrozen     = errors.New("serviceapi: the module is frozen in this shop's CRM")
-	ErrKeyRevoked = errors.New("serviceapi: the shop's CRM no longer accepts its key")
+	ErrPending       = errors.New("serviceapi: the account was never connected")
+	ErrInactive      = errors.New("serviceapi: the module is switched off in this shop's CRM")
+	ErrFrozen        = errors.New("serviceapi: the module is frozen in this shop's CRM")
+	ErrKeyRevoked    = errors.New("serviceapi: the shop's CRM no longer accepts its key")
+	ErrScopesMissing = errors.New("serviceapi: the shop's key lacks a scope the module needs")
 	// ErrBadPath: the CRM path is not an API path in plain form.
 	ErrBadPath = errors.New("serviceapi: the CRM path must start with api/ and hold no dot segment, encoded slash or dot, or address")
 	// ErrQueueFull: the shop's rate limit leaves no slot within the bounded
@@ -35,6 +37,8 @@ var (
 	ErrQueueFull = errors.New("serviceapi: the shop's CRM rate limit is reached")
 	// ErrTooLarge: the body is over the proxy's cap.
 	ErrTooLarge = errors.New("serviceapi: the request body is too large")
+	// ErrBadBody: the body could not be read (a broken chunked encoding).
+	ErrBadBody = errors.New("serviceapi: the request body could not be read")
 	// ErrCRMUnreachable: no reply came from the shop's CRM (refused,
 	// timed out, or an address the outbound guard refuses).
 	ErrCRMUnreachable = errors.New("serviceapi: the shop's CRM did not answer")

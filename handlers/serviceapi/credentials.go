@@ -22,7 +22,8 @@ type credentials struct {
 
 // handleCredentials: GET /service/api/accounts/{id}/credentials. The read
 // is appended to the event stream before the key leaves: a read that
-// cannot be recorded does not happen.
+// cannot be recorded does not happen. A pending account, or one whose
+// key is key_revoked or scopes_missing, answers 409 naming the state.
 func (a *API) handleCredentials(c echo.Context) (err error) {
 	defer func() { a.d.Metrics.CredentialsRead(a.d.Outcome(err)) }()
 	id := c.Param("id")
@@ -37,6 +38,12 @@ func (a *API) handleCredentials(c echo.Context) (err error) {
 	c.Set("account_id", acc.ID)
 	if !acc.Connected || acc.APIKey.IsZero() {
 		return ErrPending
+	}
+	// A key the health check found dead is not handed out: the caller
+	// would only trip on it. Switched off or frozen, the key is still
+	// the shop's (active, frozen say so).
+	if err := keyHealthy(acc); err != nil {
+		return err
 	}
 	if err := a.d.Accounts.NoteCredentialsRead(ctx, acc, tokenID(c)); err != nil {
 		return errors.Join(errors.New("serviceapi: recording a credentials read"), err)

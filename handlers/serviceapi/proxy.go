@@ -1,6 +1,7 @@
 package serviceapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,8 +34,9 @@ var proxyMethods = map[string]bool{
 }
 
 // handleProxy: ANY /service/api/accounts/{id}/crm/{path}. Checks come
-// before anything is read or sent: the path, the size, the account's
-// state, then the shop's turn under its rate limit. The CRM's status,
+// before anything is sent: the path, the size (a chunked body is read to
+// learn it), the account's state, then the shop's turn under its rate
+// limit. The CRM's status,
 // Content-Type and body are passed back as they come (streamed); a
 // 401/403 of the CRM is the caller's news and changes nothing here.
 func (a *API) handleProxy(c echo.Context) (err error) {
@@ -64,8 +66,27 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 	if r.ContentLength > a.d.MaxBody {
 		return ErrTooLarge
 	}
-
 	ctx := r.Context()
+	// A body of unknown length (chunked) is read whole first, at most the
+	// cap: streamed, one over the cap would reach the CRM cut short instead
+	// of not at all. It costs up to MaxBody of memory per such call, and
+	// is read before a turn is taken, so a slow upload holds none. A body
+	// with a Content-Length streams: the server stops it at that length.
+	var buffered []byte
+	if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+		b, err := io.ReadAll(io.LimitReader(r.Body, a.d.MaxBody+1))
+		switch {
+		case err != nil && ctx.Err() != nil:
+			outcome = "canceled"
+			return nil
+		case err != nil:
+			return fmt.Errorf("%w: %w", ErrBadBody, err)
+		case int64(len(b)) > a.d.MaxBody:
+			return ErrTooLarge
+		}
+		buffered = b
+	}
+
 	// The shop's first turn is asked for while the account is read: two
 	// Redis round trips at once. A turn taken for a call refused below is
 	// lost, which only spares the CRM a call.
@@ -82,7 +103,7 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 		return err
 	}
 	c.Set("account_id", acc.ID)
-	if err := running(acc); err != nil {
+	if err := Running(acc); err != nil {
 		return err
 	}
 
@@ -90,8 +111,14 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 		Method: r.Method, Path: raw, RawQuery: r.URL.RawQuery, Header: r.Header, ContentLength: r.ContentLength,
 	}
 	var body *capped
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body = &capped{r: r.Body, left: a.d.MaxBody}
+	switch {
+	case buffered != nil:
+		fr.Body, fr.ContentLength = bytes.NewReader(buffered), int64(len(buffered))
+		if len(buffered) == 0 {
+			fr.Body = nil
+		}
+	case r.Body != nil && r.Body != http.NoBody && r.ContentLength > 0:
+		body = &capped{r: r.Body, left: a.d.MaxBody} // a guard: the server already holds it to its length
 		fr.Body = body
 	}
 	if turn != nil {
@@ -224,7 +251,9 @@ func (a *API) forwardError(c echo.Context, err error) error {
 }
 
 // capped passes a body on up to its cap, then fails the read (the CRM
-// gets a cut request, which it refuses; the caller gets 413).
+// would get a cut request; the caller gets 413). Only announced lengths
+// stream, and those are refused before anything is sent when over the
+// cap, so it is a second line, not the check.
 type capped struct {
 	r    io.Reader
 	left int64
@@ -251,10 +280,12 @@ func (b *capped) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// running says whether the module runs for an account, naming the state
-// when not. The flags, not Status(): a revoked key outranks frozen there,
-// and each state must be named for what it is.
-func running(acc store.Account) error {
+// Running is the one rule for whether the module runs for an account:
+// the proxy, this API's token route and the account page's token routes
+// (handlers' issueFor) all ask it. It names the state when not. The
+// flags, not Status(): a revoked key outranks frozen there, and each state
+// must be named for what it is.
+func Running(acc store.Account) error {
 	switch {
 	case !acc.Connected:
 		return ErrPending
@@ -262,8 +293,21 @@ func running(acc store.Account) error {
 		return ErrFrozen
 	case !acc.Active:
 		return ErrInactive
-	case acc.KeyHealth == store.KeyRevoked:
-		return ErrKeyRevoked // the CRM would only answer 401; scopes_missing calls still go
 	}
-	return nil
+	return keyHealthy(acc)
+}
+
+// keyHealthy refuses a key the health check found dead (issue 17: each
+// such state "makes the proxy answer 409"). scopes_missing included: the
+// module needs every scope it asked for, and a caller learns of the
+// state here rather than from a 403 of the CRM half-way through its work.
+func keyHealthy(acc store.Account) error {
+	switch acc.KeyHealth {
+	case store.KeyHealthy:
+		return nil
+	case store.KeyScopesMissing:
+		return ErrScopesMissing
+	default: // key_revoked, and whatever a later release may add: refused
+		return ErrKeyRevoked
+	}
 }

@@ -94,6 +94,32 @@ func TestCredentialsOfEachKindOfAccount(t *testing.T) {
 			assert.Equal(t, "not_found", e.get("/service/api/accounts/"+id+"/credentials", serviceToken).problem(t, 404), id)
 		}
 
+		// A key the health check found dead is not handed out: 409 naming
+		// the state, nothing of the key, no credentials.read event.
+		_, err = e.store().SetActivity(t.Context(), acc.ID, store.State{Active: true}, store.Lease{})
+		require.NoError(t, err)
+		events, err := e.store().Events(t.Context(), "", 1000)
+		require.NoError(t, err)
+		for _, tt := range []struct {
+			health  store.KeyHealth
+			missing []string
+		}{{store.KeyRevoked, nil}, {store.KeyScopesMissing, []string{"order_write"}}} {
+			_, _, err = e.store().SetKeyHealth(t.Context(), acc.ID, acc.KeySeq, tt.health, tt.missing)
+			require.NoError(t, err)
+			r = e.get("/service/api/accounts/"+acc.ID+"/credentials", serviceToken)
+			assert.Equal(t, string(tt.health), r.problem(t, 409))
+			assert.Contains(t, r.body, string(tt.health), "the problem names the state")
+			assert.Empty(t, r.Header.Values("X-Api-Key"))
+			e.assertNoKeyIn(r.body)
+		}
+		after, err := e.store().Events(t.Context(), "", 1000)
+		require.NoError(t, err)
+		for _, ev := range after[len(events):] {
+			assert.NotEqual(t, store.EventCredentialsRead, ev.Type, "a refused read is no read")
+		}
+		assert.Equal(t, "1", e.metric(`simpleconnect_credentials_reads_total{outcome="key_revoked"}`))
+		assert.Equal(t, "1", e.metric(`simpleconnect_credentials_reads_total{outcome="scopes_missing"}`))
+
 		e.fake = crmtest.New(t, crmtest.Edit("key-never", crmtest.Status(503)))
 		pending := e.connect("key-never")
 		require.Equal(t, store.StatusPending, pending.Status())
@@ -237,7 +263,9 @@ func TestTheProxySendsNothingForAShopThatIsNotActive(t *testing.T) {
 		assert.Contains(t, r.body, "key_revoked")
 		_, _, err = e.store().SetKeyHealth(t.Context(), acc.ID, acc.KeySeq, store.KeyScopesMissing, []string{"order_write"})
 		require.NoError(t, err)
-		assert.Equal(t, 200, e.get(path, serviceToken).StatusCode, "a key short of a scope still calls what it may")
+		r = e.get(path, serviceToken)
+		assert.Equal(t, "scopes_missing", r.problem(t, 409), "a key short of a scope the module needs is not tried either")
+		assert.Contains(t, r.body, "scopes_missing")
 
 		first := e.fake
 		e.fake = crmtest.New(t, crmtest.Edit("key-pending", crmtest.Status(503)))
@@ -253,7 +281,8 @@ func TestTheProxySendsNothingForAShopThatIsNotActive(t *testing.T) {
 				orders++
 			}
 		}
-		assert.Equal(t, 1, orders, "only the scopes_missing call reached a CRM's API")
+		assert.Zero(t, orders, "no call reached a CRM's API")
+		assert.Equal(t, "1", e.metric(`simpleconnect_crm_proxy_requests_total{method="GET",outcome="scopes_missing"}`))
 	})
 }
 

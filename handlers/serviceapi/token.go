@@ -22,7 +22,8 @@ var ErrTokensOff = errors.New("serviceapi: tokens are off (no TOKEN_SIGNING_KEY)
 
 // handleToken: POST /service/api/accounts/{id}/token. A short-lived token
 // naming the shop, for a backend of the module to hand to its frontend:
-// only for an account whose module runs (409 naming the state otherwise).
+// only for an account whose module runs and whose key is healthy (409
+// naming the state otherwise: the same rule as the proxy and the page).
 func (a *API) handleToken(c echo.Context) error {
 	if a.d.Tokens == nil {
 		return ErrTokensOff
@@ -36,7 +37,7 @@ func (a *API) handleToken(c echo.Context) error {
 		return err
 	}
 	c.Set("account_id", acc.ID)
-	if err := running(acc); err != nil {
+	if err := Running(acc); err != nil {
 		return err
 	}
 	tok, err := a.d.Tokens.Issue(acc.ID, acc.SystemURL)

@@ -41,6 +41,21 @@ func TestATokenForTheModulesAppsNamesARunningShop(t *testing.T) {
 		assert.Equal(t, "unauthorized", e.call(0, http.MethodPost, path, adminToken, nil, nil).problem(t, http.StatusUnauthorized), "an admin token opens no service route")
 		assert.Equal(t, "not_found", e.call(0, http.MethodPost, "/service/api/accounts/01AAAAAAAAAAAAAAAAAAAAAAAA/token", serviceToken, nil, nil).problem(t, http.StatusNotFound))
 
+		// The proxy's rule: every state it refuses, the token route refuses,
+		// naming it.
+		for _, h := range []store.KeyHealth{store.KeyRevoked, store.KeyScopesMissing} {
+			_, _, err = e.store().SetKeyHealth(t.Context(), acc.ID, acc.KeySeq, h, nil)
+			require.NoError(t, err)
+			r = e.call(0, http.MethodPost, path, serviceToken, nil, nil)
+			assert.Equal(t, string(h), r.problem(t, http.StatusConflict), "no token for a shop whose key the health check found dead")
+			assert.Contains(t, r.body, string(h), "the problem names the state")
+			assert.NotContains(t, r.body, "token\"")
+		}
+		_, _, err = e.store().SetKeyHealth(t.Context(), acc.ID, acc.KeySeq, store.KeyHealthy, nil)
+		require.NoError(t, err)
+		_, err = e.store().SetActivity(t.Context(), acc.ID, store.State{Active: true, Frozen: true}, store.Lease{})
+		require.NoError(t, err)
+		assert.Equal(t, "frozen", e.call(0, http.MethodPost, path, serviceToken, nil, nil).problem(t, http.StatusConflict))
 		_, err = e.store().SetActivity(t.Context(), acc.ID, store.State{}, store.Lease{})
 		require.NoError(t, err)
 		assert.Equal(t, "inactive", e.call(0, http.MethodPost, path, serviceToken, nil, nil).problem(t, http.StatusConflict), "no token for a shop whose module is off")
