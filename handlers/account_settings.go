@@ -422,7 +422,7 @@ func (s *server) renderSettingsForm(c echo.Context, status int, sess store.Sessi
 		v.FormNote = l.T("settings.draft.unsaved")
 	}
 	v.Title = l.T(prefix) + " " + v.Title // read first by screen readers
-	return c.Render(status, "account.html", v)
+	return s.renderAccount(c, status, v)
 }
 
 // handleDiscardSettings drops a form that was not saved: the page shows
