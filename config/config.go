@@ -389,6 +389,12 @@ func (c Config) Validate() error {
 	if c.ModuleAppURL != "" {
 		if u, err := url.Parse(c.ModuleAppURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" || u.User != nil {
 			bad("MODULE_APP_URL", "must be an absolute http(s) URL without a fragment or user")
+		} else if !cspHost.MatchString(u.Host) {
+			// Its origin goes into the account page's CSP (form-action): a
+			// host CSP cannot name (an IPv6 literal, an IDN not in
+			// punycode) would leave the "Open" button blocked, and one
+			// with a ';' would add a directive.
+			bad("MODULE_APP_URL", "its host must be a DNS name or IPv4 address (letters, digits, '-' and '.'; an IDN in punycode), optionally with a port")
 		}
 	}
 	if c.KeyCheckInterval < 0 || c.KeyCheckInterval > 0 && c.KeyCheckInterval < time.Second {
@@ -464,6 +470,22 @@ func (k EncryptionKeys) String() string               { return fmt.Sprintf("[%d 
 func (k EncryptionKeys) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(k.String())) }
 func (k EncryptionKeys) LogValue() slog.Value         { return slog.StringValue(k.String()) }
 func (k EncryptionKeys) MarshalJSON() ([]byte, error) { return json.Marshal(k.String()) }
+
+// cspHost is a host[:port] a CSP source expression can name.
+var cspHost = regexp.MustCompile(`^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?(:[0-9]{1,5})?$`)
+
+// ModuleAppOrigin is MODULE_APP_URL's origin (scheme://host[:port], no
+// path), for the account page's CSP; empty when MODULE_APP_URL is.
+func (c Config) ModuleAppOrigin() string {
+	if c.ModuleAppURL == "" {
+		return ""
+	}
+	u, err := url.Parse(c.ModuleAppURL)
+	if err != nil { // Validate refused it already
+		return ""
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
+}
 
 // LogoURL is the logo sent to the CRM and shown on the account page: the
 // configured one, else the service's own.

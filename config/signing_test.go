@@ -16,6 +16,7 @@ func TestTokenSigningKeysAndTheAppURL(t *testing.T) {
 	good := base64.StdEncoding.EncodeToString([]byte(seed))
 	for _, tt := range []struct {
 		name, keys, app, wantErr string
+		origin                   string // MODULE_APP_URL's, for the page's CSP
 		n                        int
 	}{
 		{name: "none", n: 0},
@@ -23,9 +24,17 @@ func TestTokenSigningKeysAndTheAppURL(t *testing.T) {
 		{name: "not base64", keys: "not*base64", wantErr: "TOKEN_SIGNING_KEY"},
 		{name: "not a seed", keys: base64.StdEncoding.EncodeToString([]byte("short")), wantErr: "TOKEN_SIGNING_KEY"},
 		{name: "an empty item", keys: good + ",", wantErr: "TOKEN_SIGNING_KEY"},
-		{name: "app URL", app: "https://app.example.com/x"},
+		{name: "app URL", app: "https://app.example.com/x", origin: "https://app.example.com"},
 		{name: "app URL with a fragment", app: "https://app.example.com/#x", wantErr: "MODULE_APP_URL"},
 		{name: "app URL relative", app: "/app", wantErr: "MODULE_APP_URL"},
+		{name: "app URL with a port", app: "HTTPS://App.Example.com:8443/x?y=1", origin: "https://app.example.com:8443"},
+		{name: "app URL on an IPv4 address", app: "http://127.0.0.1:9000/", origin: "http://127.0.0.1:9000"},
+		// The origin is written into the page's CSP: nothing there may
+		// end the directive or name what CSP cannot.
+		{name: "app URL host with a ';'", app: "https://app.example.com;script-src*/", wantErr: "MODULE_APP_URL"},
+		{name: "app URL host with a ','", app: "https://a,b.example.com/", wantErr: "MODULE_APP_URL"},
+		{name: "app URL on an IPv6 literal", app: "http://[::1]:9000/", wantErr: "MODULE_APP_URL"},
+		{name: "app URL with an IDN not in punycode", app: "https://приложение.рф/", wantErr: "MODULE_APP_URL"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			setEnv(t, map[string]string{"TOKEN_SIGNING_KEY": tt.keys, "MODULE_APP_URL": tt.app})
@@ -38,6 +47,7 @@ func TestTokenSigningKeysAndTheAppURL(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.Len(t, cfg.TokenSigningKeys, tt.n)
+			assert.Equal(t, tt.origin, cfg.ModuleAppOrigin())
 			assert.NotContains(t, cfg.TokenSigningKeys.String(), good)
 		})
 	}

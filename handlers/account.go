@@ -152,7 +152,7 @@ func (s *server) handleAccountPage(c echo.Context) error {
 			return err
 		}
 	}
-	return c.Render(http.StatusOK, "account.html", s.accountView(c, sess, acc))
+	return s.renderAccount(c, http.StatusOK, s.accountView(c, sess, acc))
 }
 
 // handleAccountLogout ends the session.

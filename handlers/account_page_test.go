@@ -140,34 +140,42 @@ func TestRefusedSettingsShowErrorsNextToFieldsAndKeepInput(t *testing.T) {
 
 // Each refused value says what is expected, in the owner's language: the
 // schema's message, else the field type's or a digits-only pattern's own
-// wording, and the example.
+// wording (an alternation of counts too), and the example.
 func TestRefusedValuesSayWhatIsExpected(t *testing.T) {
 	schema := filepath.Join(t.TempDir(), "settings.json")
 	require.NoError(t, os.WriteFile(schema, []byte(`{"fields":[
-		{"name":"inn","type":"text","required":true,"pattern":"[0-9]{10}|[0-9]{12}","label":"INN",
-		 "message":{"en":"10 or 12 digits.","ru":"10 или 12 цифр.","es":"10 o 12 dígitos."},"example":"7707083893"},
+		{"name":"inn","type":"text","required":true,"pattern":"[0-9]{10}|[0-9]{12}","label":"INN","example":"7707083893"},
+		{"name":"bik","type":"text","pattern":"[0-9]{8}|[0-9]{9}|[0-9]{11}","label":"BIK"},
+		{"name":"phone","type":"text","pattern":"7[0-9]{10}","label":"Phone",
+		 "message":{"en":"11 digits starting with 7.","ru":"11 цифр, первая — 7.","es":"11 dígitos, empezando por 7."}},
 		{"name":"pin","type":"text","pattern":"[0-9]{4}","label":"PIN"},
-		{"name":"code","type":"text","pattern":"[A-Z]{3}","label":"Code","example":{"en":"ABC","es":"XYZ"}},
+		{"name":"code","type":"text","pattern":"[A-Z]{3}","label":"Code","message":"Three capital letters.","example":{"en":"ABC","es":"XYZ"}},
 		{"name":"plan","type":"select","required":true,"label":"Plan","options":[{"value":"a","label":"A"},{"value":"b","label":"B"}]},
 		{"name":"terms","type":"checkbox","required":true,"label":"Terms"}]}`), 0o600))
 	h := newHarness(t, nil, withSettingsFile(schema))
 	_, cookie, csrf := h.signedIn("key-wording")
-	form := url.Values{"csrf": {csrf}, "setting-inn": {"12345"}, "setting-pin": {"12a"}, "setting-code": {"abc"}}
+	form := url.Values{"csrf": {csrf}, "setting-inn": {"12345"}, "setting-bik": {"1"}, "setting-phone": {"81234567890"},
+		"setting-pin": {"12a"}, "setting-code": {"abc"}}
 
 	cases := []struct {
 		lang string
 		want map[string]string
 	}{
 		{"en", map[string]string{
-			"inn": "10 or 12 digits. For example: 7707083893", "pin": "Use digits only (exactly 4).",
-			"code": "This value does not have the expected format. For example: ABC", "plan": "Choose one of the listed options.",
+			"inn": "Use digits only (exactly 10 or 12). For example: 7707083893", "bik": "Use digits only (exactly 8, 9 or 11).",
+			"phone": "11 digits starting with 7.", "pin": "Use digits only (exactly 4).",
+			"code": "Three capital letters. For example: ABC", "plan": "Choose one of the listed options.",
 			"terms": "Tick this box: it is required.",
 		}},
 		{"ru", map[string]string{
-			"inn": "10 или 12 цифр. Например: 7707083893", "pin": "Используйте только цифры (ровно 4).",
-			"code": "Значение не в том формате, который ожидается. Например: ABC", "terms": "Отметьте этот пункт: он обязателен.",
+			"inn": "Используйте только цифры (ровно 10 или 12). Например: 7707083893", "bik": "Используйте только цифры (ровно 8, 9 или 11).",
+			"phone": "11 цифр, первая — 7.", "pin": "Используйте только цифры (ровно 4).",
+			"code": "Three capital letters. Например: ABC", "terms": "Отметьте этот пункт: он обязателен.",
 		}},
-		{"es", map[string]string{"code": "Este valor no tiene el formato esperado. Por ejemplo: XYZ", "pin": "Use solo dígitos (exactamente 4)."}},
+		{"es", map[string]string{
+			"inn": "Use solo dígitos (exactamente 10 o 12). Por ejemplo: 7707083893", "bik": "Use solo dígitos (exactamente 8, 9 u 11).",
+			"code": "Three capital letters. Por ejemplo: XYZ", "pin": "Use solo dígitos (exactamente 4).",
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.lang, func(t *testing.T) {
@@ -177,6 +185,7 @@ func TestRefusedValuesSayWhatIsExpected(t *testing.T) {
 			for name, want := range tc.want {
 				assert.Equal(t, want, visibleText(byID(doc, "setting-"+name+"-error")), name)
 			}
+			assert.NotContains(t, body, "expected format", "no field is left with the vague wording")
 		})
 	}
 
@@ -184,9 +193,27 @@ func TestRefusedValuesSayWhatIsExpected(t *testing.T) {
 	doc := parseHTML(t, body)
 	assert.Equal(t, "For example: 7707083893", textOf(byID(doc, "setting-inn-example")), "the example is help before any error")
 	assert.Contains(t, attr(byID(doc, "setting-inn"), "aria-describedby"), "setting-inn-example")
-	assert.Equal(t, "", attr(byID(doc, "setting-inn"), "inputmode"), "10 or 12 digits is digits only, but not a pattern the page reads")
-	assert.Equal(t, "numeric", attr(byID(doc, "setting-pin"), "inputmode"), "a digits-only field brings up a numeric keyboard")
+	for _, name := range []string{"inn", "bik", "phone", "pin"} {
+		assert.Equal(t, "numeric", attr(byID(doc, "setting-"+name), "inputmode"), "%s takes digits only: a numeric keyboard", name)
+	}
 	assert.False(t, hasAttr(byID(doc, "setting-code"), "inputmode"))
+}
+
+// orList's Spanish "u": before a count whose name starts with an o sound.
+func TestSpanishSaysUBeforeAnOSound(t *testing.T) {
+	schema := filepath.Join(t.TempDir(), "settings.json")
+	require.NoError(t, os.WriteFile(schema, []byte(`{"fields":[
+		{"name":"a","type":"text","pattern":"[0-9]{6}|[0-9]{8}","label":"A"},
+		{"name":"b","type":"text","pattern":"[0-9]{9}|[0-9]{80}","label":"B"},
+		{"name":"c","type":"text","pattern":"[0-9]{7}|[0-9]{9}","label":"C"}]}`), 0o600))
+	h := newHarness(t, nil, withSettingsFile(schema))
+	_, cookie, csrf := h.signedIn("key-wording-es")
+	resp, body := h.postForm("/account/settings?lang=es", url.Values{"csrf": {csrf}, "setting-a": {"x"}, "setting-b": {"x"}, "setting-c": {"x"}}, cookie)
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	doc := parseHTML(t, body)
+	assert.Equal(t, "Use solo dígitos (exactamente 6 u 8).", visibleText(byID(doc, "setting-a-error")))
+	assert.Equal(t, "Use solo dígitos (exactamente 9 u 80).", visibleText(byID(doc, "setting-b-error")))
+	assert.Equal(t, "Use solo dígitos (exactamente 7 o 9).", visibleText(byID(doc, "setting-c-error")))
 }
 
 func TestSecretInputsAreNewPasswordsAndASavedOneIsNotRequiredAgain(t *testing.T) {

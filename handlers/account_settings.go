@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -182,9 +183,11 @@ func problemText(l i18n.Localizer, f settings.Field, p settings.Problem) string 
 	switch {
 	case p == settings.Mismatch && f.Message.In(l.Lang()) != "":
 		text = f.Message.In(l.Lang())
-	case p == settings.Mismatch && f.Digits().Only:
+	case p == settings.Mismatch && f.Digits().Worded():
 		d := f.Digits()
 		switch {
+		case d.Lengths != nil:
+			text = l.T("settings.problem.digits.lengths", orList(l, d.Lengths))
 		case d.Min == d.Max:
 			text = l.T("settings.problem.digits.exact", d.Min)
 		case d.Max > 0 && d.Min > 0:
@@ -205,6 +208,25 @@ func problemText(l i18n.Localizer, f settings.Field, p settings.Problem) string 
 		text += " " + l.T("settings.example", ex)
 	}
 	return text
+}
+
+// orList words counts as "10 or 12", "8, 9 or 11". Spanish writes "u"
+// for "o" before a word that starts with an o sound: "9 u 11", "7 u 8"
+// (the catalog's settings.problem.digits.or_o; the same word elsewhere).
+func orList(l i18n.Localizer, ns []int) string {
+	words := make([]string, len(ns))
+	for i, n := range ns {
+		words[i] = strconv.Itoa(n)
+	}
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	last := ns[len(ns)-1]
+	or := l.T("settings.problem.digits.or")
+	if last == 11 || words[len(words)-1][0] == '8' { // once, ocho, ochenta, ochocientos (counts stay under 2049)
+		or = l.T("settings.problem.digits.or_o")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " " + or + " " + words[len(words)-1]
 }
 
 // readSubmission reads the settings form: each field's value as sent, the
@@ -422,7 +444,7 @@ func (s *server) renderSettingsForm(c echo.Context, status int, sess store.Sessi
 		v.FormNote = l.T("settings.draft.unsaved")
 	}
 	v.Title = l.T(prefix) + " " + v.Title // read first by screen readers
-	return c.Render(status, "account.html", v)
+	return s.renderAccount(c, status, v)
 }
 
 // handleDiscardSettings drops a form that was not saved: the page shows

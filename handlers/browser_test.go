@@ -30,6 +30,7 @@ import (
 	"github.com/modulehub/simpleconnect/handlers"
 	"github.com/modulehub/simpleconnect/settings"
 	"github.com/modulehub/simpleconnect/store"
+	"github.com/modulehub/simpleconnect/tokens"
 )
 
 // The account page in a real browser: Debian's chromium, driven through the
@@ -456,6 +457,61 @@ func TestAccountPageInABrowser(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, store.StatusInactive, off.Status())
 	assert.False(t, b.exists("#disconnect-start"), "no disconnect button any more")
+}
+
+// "Open <module name>" in a real browser: the form posts to /account/open,
+// whose 303 leads to the module's app on another origin. Chromium checks
+// that redirect against the page's form-action, so the page must name the
+// app's origin there; the app receives the token in the fragment only.
+func TestOpenTheModulesAppInABrowser(t *testing.T) {
+	b := newBrowser(t)
+	var (
+		mu      sync.Mutex
+		appSeen []string // every request line the app received
+	)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		appSeen = append(appSeen, r.Method+" "+r.RequestURI)
+		mu.Unlock()
+		if r.URL.Path != "/embedded/ui" {
+			http.NotFound(w, r)
+			return
+		}
+		// An icon of its own, so the browser asks the app for no /favicon.ico.
+		fmt.Fprint(w, `<!DOCTYPE html><html lang="en"><title>The module's app</title><link rel="icon" href="data:,">
+<h1 id="app-title">The module's app</h1></html>`)
+	}))
+	defer app.Close()
+	h := newHarness(t, nil, withTokenKey(tokens.NewSeed()), withAppURL(app.URL+"/embedded/ui?from=crm"))
+	acc := h.connected("key-browser-open")
+
+	b.openFromCRM(h.srv.URL+"/account", acc.ClientID.Reveal(), "#open-app")
+	b.do("open the module's app", chromedp.Click(chromedp.ID("open-app"), chromedp.NodeVisible))
+	// A form the CSP blocks never navigates: the bound turns that into a
+	// failure naming the violation, not a wait for the test's own deadline.
+	arrived, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	require.NoError(t, chromedp.Do(arrived, chromedp.WaitVisible(chromedp.ID("app-title"))),
+		"the browser reaches the app; the browser reported: %q", b.problems.take())
+	b.settled()
+	loc := b.location()
+	before, fragment, ok := strings.Cut(loc, "#")
+	require.True(t, ok, "a fragment: %s", loc)
+	assert.Equal(t, app.URL+"/embedded/ui?from=crm", before, "at the app, its query kept")
+	require.True(t, strings.HasPrefix(fragment, "token="), "the token in the fragment: %s", fragment)
+	token, err := url.QueryUnescape(strings.TrimPrefix(fragment, "token="))
+	require.NoError(t, err)
+	h.remember(token)
+	claims, err := h.verifier().Verify(t.Context(), token)
+	require.NoError(t, err, "a token the app can verify")
+	assert.Equal(t, acc.ID, claims.AccountID())
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"GET /embedded/ui?from=crm"}, appSeen, "one request, and the token is not in it")
+	for _, line := range appSeen {
+		assert.NotContains(t, line, token)
+	}
 }
 
 // Case 2 of issue 14, end to end: the module opened again from the CRM in

@@ -62,7 +62,7 @@ func (s *server) handleDisconnect(c echo.Context) error {
 		if errors.As(err, &explained) && explained.Reason() != "" {
 			v.Alert += " " + l.T("disconnect.crm_said", strings.TrimSuffix(explained.Reason(), "."))
 		}
-		return c.Render(r.status, "account.html", v)
+		return s.renderAccount(c, r.status, v)
 	}
 	c.Set("outcome", Outcome(nil))
 	return c.Redirect(http.StatusSeeOther, "/account?done=disconnected")

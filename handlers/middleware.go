@@ -132,7 +132,8 @@ var errPanic = errors.New("handler panicked")
 // securityHeaders sets what every reply carries: no sniffing, no framing,
 // and a CSP that allows nothing. Pages (HTML) also get their own CSP (our
 // stylesheet, script file and images, forms to ourselves, never inline
-// code) and no referrer;
+// code; the page offering "Open <module>" replaces it, renderAccount) and
+// no referrer;
 // JSON replies (webhooks, admin API, probes) carry only what applies to
 // them, which keeps the CRM's hot calls small (BENCHMARKS.md).
 func securityHeaders() echo.MiddlewareFunc {
@@ -158,8 +159,7 @@ func securityHeaders() echo.MiddlewareFunc {
 		header{"X-Content-Type-Options", []string{"nosniff"}},
 		header{"Referrer-Policy", []string{"no-referrer"}},
 		header{"X-Frame-Options", []string{"DENY"}},
-		header{"Content-Security-Policy", []string{
-			"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"}},
+		header{"Content-Security-Policy", []string{pageCSP("")}},
 	)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -174,6 +174,19 @@ func securityHeaders() echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
+}
+
+// pageCSP is the pages' Content-Security-Policy. formTo is another origin
+// a form may be sent to, besides our own: MODULE_APP_URL's, on the pages
+// that offer "Open <module>" (its 303 leads there, and browsers check a
+// form's redirects against form-action too); empty: our own only.
+func pageCSP(formTo string) string {
+	formAction := "'self'"
+	if formTo != "" {
+		formAction += " " + formTo
+	}
+	return "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; form-action " + formAction +
+		"; frame-ancestors 'none'; base-uri 'none'"
 }
 
 // servesJSON tells the routes that only ever answer JSON (or metrics text).

@@ -205,6 +205,17 @@ func (s *server) accountView(c echo.Context, sess store.Session, acc store.Accou
 	return v
 }
 
+// renderAccount renders the account page. One that offers "Open <module>"
+// lets its form go to the app's origin: the button posts to /account/open,
+// whose 303 leads to MODULE_APP_URL, and a browser checks that redirect
+// against the page's form-action. Every other page keeps form-action 'self'.
+func (s *server) renderAccount(c echo.Context, status int, v accountView) error {
+	if v.CanOpen && s.openCSP != nil {
+		c.Response().Header()["Content-Security-Policy"] = s.openCSP
+	}
+	return c.Render(status, "account.html", v)
+}
+
 // logo is the module's logo on its own page: the configured URL, else our
 // own file by path (PUBLIC_URL may name another host than the browser used).
 func (s *server) logo() string {

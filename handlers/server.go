@@ -121,6 +121,9 @@ type server struct {
 
 	// configBody is /config's reply, encoded once: it depends only on the config.
 	configBody []byte
+	// openCSP is the CSP of an account page that offers "Open <module>"
+	// (pageCSP); nil without MODULE_APP_URL.
+	openCSP []string
 }
 
 // New builds the HTTP server from the config and its dependencies.
@@ -139,6 +142,9 @@ func New(d Deps) *echo.Echo {
 		s.addresses = AddressPolicy(d.Config)
 	}
 	s.configBody = configReply(d.Config)
+	if origin := d.Config.ModuleAppOrigin(); origin != "" {
+		s.openCSP = []string{pageCSP(origin)}
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = d.IPExtractor

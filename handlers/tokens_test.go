@@ -119,3 +119,50 @@ func TestOpenSendsTheOwnerToTheAppWithTheTokenInTheFragmentOnly(t *testing.T) {
 	_, page = plain.get("/account", cookie2)
 	assert.NotContains(t, page, `action="/account/open"`, "no MODULE_APP_URL: no button")
 }
+
+// A page offering "Open <module>" lets its forms go to the app's origin as
+// well as our own: the button's 303 leads there, and a browser checks a
+// form's redirects against form-action. Only the origin is added (no path,
+// no query), nothing else in the policy changes, and pages without the
+// button keep form-action 'self'.
+func TestOnlyThePageOfferingOpenLetsItsFormGoToTheAppsOrigin(t *testing.T) {
+	const app = "https://app.module.test:8443/embedded/ui?from=crm"
+	h := newHarness(t, nil, withTokenKey(tokens.NewSeed()), withAppURL(app), withSettingsFile(exampleSettings))
+	acc, cookie, csrf := h.signedIn("key-open-csp")
+
+	resp, _ := h.get("/nowhere")
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	base := resp.Header.Get("Content-Security-Policy")
+	require.Equal(t, 1, strings.Count(base, "form-action 'self';"), base)
+	withApp := strings.Replace(base, "form-action 'self';", "form-action 'self' https://app.module.test:8443;", 1)
+
+	resp, page := h.get("/account", cookie)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, page, `id="open-app"`)
+	assert.Equal(t, withApp, resp.Header.Get("Content-Security-Policy"), "the page with the button")
+
+	form := goodSettings(csrf, testToken)
+	form.Set("setting-account_id", "12ab")
+	resp, page = h.postForm("/account/settings", form, cookie)
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	require.Contains(t, page, `id="open-app"`)
+	assert.Equal(t, withApp, resp.Header.Get("Content-Security-Policy"), "a refused form still offers Open")
+
+	resp, page = h.get("/account/disconnect", cookie)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NotContains(t, page, `id="open-app"`)
+	assert.Equal(t, base, resp.Header.Get("Content-Security-Policy"), "the confirmation has no button")
+
+	_, err := h.store.SetActivity(t.Context(), acc.ID, store.State{}, store.Lease{}) // switched off: no button
+	require.NoError(t, err)
+	resp, page = h.get("/account", cookie)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NotContains(t, page, `id="open-app"`)
+	assert.Equal(t, base, resp.Header.Get("Content-Security-Policy"), "a page without the button")
+
+	plain := newHarness(t, nil, withTokenKey(tokens.NewSeed()))
+	_, cookie2, _ := plain.signedIn("key-open-csp-none")
+	resp, _ = plain.get("/account", cookie2)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, base, resp.Header.Get("Content-Security-Policy"), "no MODULE_APP_URL: unchanged")
+}

@@ -232,6 +232,12 @@ func Parse(b []byte) (Schema, error) {
 			} else {
 				f.re = re
 				f.digits = digitsOnly(f.Pattern)
+				if f.Message == nil && !f.digits.Worded() {
+					// Refused rather than warned about: without a message
+					// the owner would read only "This value does not have
+					// the expected format." and be stuck (issue 14).
+					bad(*f, i, `pattern needs a "message" saying what a valid value looks like (a string, or one per language): the page words only digits-only patterns such as [0-9]{3,12} or [0-9]{10}|[0-9]{12} itself`)
+				}
 			}
 		}
 		if f.Message != nil {

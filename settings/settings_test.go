@@ -119,12 +119,25 @@ func TestDigitsOnlyPatternsAreRecognised(t *testing.T) {
 		{`[0-9]{6}`, settings.Digits{Only: true, Min: 6, Max: 6}},
 		{`\d\d\d`, settings.Digits{Only: true, Min: 3, Max: 3}},
 		{`([0-9]{4})`, settings.Digits{Only: true, Min: 4, Max: 4}},
-		{`7[0-9]{10}`, settings.Digits{Only: true, Min: 11, Max: 11}},
 		{`[0-9]{2,}`, settings.Digits{Only: true, Min: 2, Max: -1}},
+		{`([0-9]{4})?`, settings.Digits{Only: true, Min: 4, Max: 4}}, // an empty value never meets the pattern
+		{`\d{3,4}|\d{5}`, settings.Digits{Only: true, Min: 3, Max: 5}},
+		// Alternations of counts: the counts are listed.
+		{`[0-9]{10}|[0-9]{12}`, settings.Digits{Only: true, Min: 10, Max: 12, Lengths: []int{10, 12}}},
+		{`\d{10}|\d{10}\d{2}`, settings.Digits{Only: true, Min: 10, Max: 12, Lengths: []int{10, 12}}}, // RE2 factors it: \d{10}(?:|\d{2})
+		{`(?:[0-9]{8}|[0-9]{9}|[0-9]{11})`, settings.Digits{Only: true, Min: 8, Max: 11, Lengths: []int{8, 9, 11}}},
+		{`(\d{3}){1,2}`, settings.Digits{Only: true, Min: 3, Max: 6, Lengths: []int{3, 6}}}, // not "3 to 6"
+		// Digits only (a numeric keyboard), but the counts do not say it all.
+		{`7[0-9]{10}`, settings.Digits{Only: true, Min: 11, Max: 11, Partial: true}},
+		{`[1-9][0-9]*`, settings.Digits{Only: true, Min: 1, Max: -1, Partial: true}},
+		{`12|34`, settings.Digits{Only: true, Min: 2, Max: 2, Partial: true}},
+		{`\d{3}|\d{5,}`, settings.Digits{Only: true, Min: 3, Max: -1, Partial: true}},
+		{`\d{1,7}|\d{9}`, settings.Digits{Only: true, Min: 1, Max: 9, Partial: true}}, // eight counts: too many to list
+		{`(\d{3})+`, settings.Digits{Only: true, Min: 3, Max: -1, Partial: true}},
 		{`[0-9]{2}-[0-9]{2}`, settings.Digits{}},
 		{`[0-9a-f]{8}`, settings.Digits{}},
-		{`[1-9][0-9]*`, settings.Digits{}},
 		{`\d+|x`, settings.Digits{}},
+		{`()`, settings.Digits{}},
 		{`[A-Za-z0-9_-]{16,128}`, settings.Digits{}},
 		{`.*`, settings.Digits{}},
 	}
@@ -132,14 +145,56 @@ func TestDigitsOnlyPatternsAreRecognised(t *testing.T) {
 		t.Run(tc.pattern, func(t *testing.T) {
 			pattern, err := json.Marshal(tc.pattern)
 			require.NoError(t, err)
-			s, err := settings.Parse([]byte(`{"fields":[{"name":"a","type":"text","label":"A","pattern":` + string(pattern) + `}]}`))
+			// A message, so that every pattern loads; whether one is needed
+			// is TestAPatternThePageCannotWordNeedsAMessage's.
+			s, err := settings.Parse([]byte(`{"fields":[{"name":"a","type":"text","label":"A","message":"M","pattern":` + string(pattern) + `}]}`))
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, s.Fields[0].Digits())
+			assert.Equal(t, tc.want.Only && !tc.want.Partial, tc.want.Worded())
 		})
 	}
 	s, err := settings.Parse([]byte(`{"fields":[{"name":"a","type":"text","label":"A"}]}`))
 	require.NoError(t, err)
 	assert.False(t, s.Fields[0].Digits().Only, "no pattern: any text")
+}
+
+// Issue 14: a refused value says what is expected. A pattern the page
+// cannot put in words itself needs the schema's message, or the file does
+// not load (the service does not start), naming the field and the fix.
+func TestAPatternThePageCannotWordNeedsAMessage(t *testing.T) {
+	for _, pattern := range []string{`[A-Z]{3}`, `[A-Za-z0-9_-]{16,128}`, `7[0-9]{10}`, `\d{3}|\d{5,}`} {
+		for _, typ := range []string{"text", "secret"} {
+			t.Run(typ+" "+pattern, func(t *testing.T) {
+				field := map[string]any{"name": "code", "type": typ, "label": "Code", "pattern": pattern}
+				_, err := settings.Parse(schemaOf(t, field))
+				require.Error(t, err)
+				assert.Equal(t, `field #1 (code): pattern needs a "message" saying what a valid value looks like (a string, or one per language): the page words only digits-only patterns such as [0-9]{3,12} or [0-9]{10}|[0-9]{12} itself`, err.Error())
+
+				field["example"] = "ABC" // an example alone does not say what the rule is
+				if pattern != `[A-Z]{3}` {
+					delete(field, "example")
+				}
+				_, err = settings.Parse(schemaOf(t, field))
+				require.ErrorContains(t, err, `pattern needs a "message"`)
+
+				field["message"] = map[string]string{"en": "Three capital letters.", "ru": "Три заглавные буквы."}
+				_, err = settings.Parse(schemaOf(t, field))
+				require.NoError(t, err, "with a message it loads")
+			})
+		}
+	}
+	for _, pattern := range []string{`[0-9]{3,12}`, `\d+`, `[0-9]{10}|[0-9]{12}`} {
+		_, err := settings.Parse(schemaOf(t, map[string]any{"name": "n", "type": "text", "label": "N", "pattern": pattern}))
+		assert.NoError(t, err, "%s is worded by the page: no message needed", pattern)
+	}
+}
+
+// schemaOf is a schema file of one field.
+func schemaOf(t *testing.T, field map[string]any) []byte {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"fields": []any{field}})
+	require.NoError(t, err)
+	return b
 }
 
 func TestLocalizedFallsBack(t *testing.T) {
