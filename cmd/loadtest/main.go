@@ -221,7 +221,7 @@ func build(ctx context.Context, o options, r *report) (binaries, func(), error) 
 	}
 	if b.peer == "" {
 		b.peer = filepath.Join(dir, "peer")
-		if err := goBuild(ctx, filepath.Join(root, "bench", "peer"), b.peer); err != nil {
+		if err := goBuild(ctx, filepath.Join(root, "bench", "peer"), b.peer, peerBuildFlags...); err != nil {
 			cleanup()
 			return b, nil, err
 		}

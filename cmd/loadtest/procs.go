@@ -189,6 +189,9 @@ func procMemory(pid int) (cur, peak int64, err error) {
 // the build only links what `go test -race` compiled already.
 var serviceBuildFlags []string
 
+// peerBuildFlags are the same for the peer's build.
+var peerBuildFlags []string
+
 // goBuild builds the main package in dir (a module of its own or this one)
 // to out.
 func goBuild(ctx context.Context, dir, out string, flags ...string) error {
