@@ -42,7 +42,7 @@ func (s *server) handleDisconnect(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	if ok, _ := s.allowAttempt(c, acc.SystemURL, acc.APIKey); !ok {
+	if !s.allowAttempt(c, acc.SystemURL, acc.APIKey).OK {
 		return errShopBusy
 	}
 	if _, err := s.connector.Deactivate(ctx, acc.ID, false); err != nil {

@@ -40,8 +40,8 @@ func (overBudget) Fail(context.Context, string) (ratelimit.Verdict, error) {
 // noAttemptsLeft is a (shop, key) pair past its bound.
 type noAttemptsLeft struct{}
 
-func (noAttemptsLeft) Allow(context.Context, string, redact.Secret) (bool, bool, error) {
-	return false, false, nil
+func (noAttemptsLeft) Allow(context.Context, string, redact.Secret) (ratelimit.AttemptVerdict, error) {
+	return ratelimit.AttemptVerdict{}, nil
 }
 func (noAttemptsLeft) Ended(context.Context, string, redact.Secret) error { return nil }
 func (noAttemptsLeft) InFlight(context.Context, string, redact.Secret) (bool, error) {

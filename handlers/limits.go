@@ -40,7 +40,7 @@ type FailureBudget interface {
 // shop's CRM (ratelimit); past it, it says whether the pair's last attempt
 // may still be under way.
 type AttemptBudget interface {
-	Allow(ctx context.Context, systemURL string, apiKey redact.Secret) (ok, inFlight bool, err error)
+	Allow(ctx context.Context, systemURL string, apiKey redact.Secret) (ratelimit.AttemptVerdict, error)
 	Ended(ctx context.Context, systemURL string, apiKey redact.Secret) error
 	InFlight(ctx context.Context, systemURL string, apiKey redact.Secret) (bool, error)
 }
@@ -107,35 +107,46 @@ func retryAfterSeconds(s float64) int { return max(1, int(math.Ceil(s))) }
 // be under way. When the bound cannot be asked (Redis down), it may:
 // refusing a shop because a counter is unreachable would be worse than a
 // few extra calls.
-func (s *server) allowAttempt(c echo.Context, systemURL string, apiKey redact.Secret) (ok, inFlight bool) {
+func (s *server) allowAttempt(c echo.Context, systemURL string, apiKey redact.Secret) ratelimit.AttemptVerdict {
 	if s.attempts == nil {
-		return true, false
+		return ratelimit.AttemptVerdict{OK: true}
 	}
-	ok, inFlight, err := s.attempts.Allow(c.Request().Context(), systemURL, apiKey)
+	v, err := s.attempts.Allow(c.Request().Context(), systemURL, apiKey)
 	if err != nil {
 		s.log.WarnContext(c.Request().Context(), "attempt bound unavailable; letting the attempt through", "err", err)
-		return true, false
+		return ratelimit.AttemptVerdict{OK: true}
 	}
-	if !ok {
+	if !v.OK {
 		s.metrics.Limited("shop_key")
 	}
-	return ok, inFlight
+	return v
 }
 
-// attemptFailed tells the bound that an attempt of the pair ended without
-// success, so that registers past the bound stop waiting for it (best
-// effort: they stop at its deadline anyway). A success is not told: it
-// leaves the key stored as accepted, which is what those registers read
-// (registerFromStoredState), and a register saves the round trip.
-func (s *server) attemptFailed(c echo.Context, systemURL string, apiKey redact.Secret) {
-	if s.attempts == nil {
+// attemptEnded tells the bound that an attempt of the pair ended, so that
+// registers past the bound stop waiting for it (best effort: they stop at
+// its deadline anyway). A failure is told before the reply. A success is
+// told, off the reply's path, only when the attempt took the pair's last
+// slot (v.Last): only then can registers past the bound be waiting for
+// it, and one that comes later reads the stored key instead. A register
+// with slots left (the usual one: a new key per connection) saves the
+// round trip.
+func (s *server) attemptEnded(c echo.Context, v ratelimit.AttemptVerdict, systemURL string, apiKey redact.Secret, failed bool) {
+	if s.attempts == nil || (!failed && !v.Last) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), time.Second)
-	defer cancel()
-	if err := s.attempts.Ended(ctx, systemURL, apiKey); err != nil {
-		s.log.WarnContext(ctx, "attempt bound unavailable; registers waiting for this attempt wait for its deadline", "err", err)
+	tell := func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if err := s.attempts.Ended(ctx, systemURL, apiKey); err != nil {
+			s.log.WarnContext(ctx, "attempt bound unavailable; registers waiting for this attempt wait for its deadline", "err", err)
+		}
 	}
+	ctx := context.WithoutCancel(c.Request().Context())
+	if failed {
+		tell(ctx)
+		return
+	}
+	go tell(ctx)
 }
 
 // registerFromStoredState answers a register past its pair's bound without
@@ -167,8 +178,9 @@ func (s *server) registerFromStoredState(c echo.Context, systemURL string, apiKe
 			}
 			if accepted && !acc.PendingAPIKey.Equal(apiKey) {
 				// The CRM accepted this key and no attempt with it is
-				// pending: whatever went with it has ended (a success is
-				// never told to the bound; the stored key says it).
+				// pending: whatever went with it has ended (a success with
+				// slots left is not told to the bound; the stored key
+				// says it).
 				inFlight = false
 			}
 		}

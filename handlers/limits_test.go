@@ -156,7 +156,9 @@ func TestBadTokensAreRefusedFastAndValidRequestsStillPass(t *testing.T) {
 // times as the bound allows; the rest are answered from the stored state:
 // success, since the key is the shop's active key.
 func TestReplayedRegistersAreAnsweredFromTheStoredState(t *testing.T) {
-	h := newHarness(t, nil, withLimits())
+	// CRM_TIMEOUT 30 s: a register past the bound that waited for an
+	// attempt long over would take 31 s (answered tests below at once).
+	h := newHarness(t, nil, withLimits(), func(c *config.Config) { c.CRMTimeout = 30 * time.Second })
 	h.freezeLimiterClock()
 	bound := config.DefaultShopKeyAttemptsPerMinute
 	shop := h.shopURL(7)
@@ -173,9 +175,9 @@ func TestReplayedRegistersAreAnsweredFromTheStoredState(t *testing.T) {
 	require.True(t, r.Success, "a new key for the same shop is a new attempt: %s", r.ErrorMsg)
 	assert.Len(t, h.fake.Edits(), bound+1)
 
-	r = h.register("key-replayed", shop)
+	r = h.registerWithin(10*time.Second, "key-replayed", shop)
 	assert.False(t, r.Success, "the old key is no longer the active one")
-	assert.Equal(t, shopBusy, r.ErrorMsg)
+	assert.Equal(t, shopBusy, r.ErrorMsg, "answered at once: its pair's last attempt ended long ago")
 	assert.Len(t, h.fake.Edits(), bound+1, "and the CRM was not asked")
 
 	acc, err := h.store.FindBySystemURL(t.Context(), shop)
@@ -375,13 +377,22 @@ func TestRegistersPastTheBoundDoNotWaitForAnAttemptThatSucceeded(t *testing.T) {
 	acc := h.connected("key-done") // the pair's one attempt, a success
 	require.True(t, h.callback(acc.ClientID.Reveal(), `{"active":false,"freeze":false}`).Success, "the CRM switches the module off")
 
+	r := h.registerWithin(10*time.Second, "key-done", h.fake.URL)
+	assert.Equal(t, shopBusy, r.ErrorMsg, "a switched-off shop is not told it is connected")
+	assert.Len(t, h.fake.Edits(), 1, "the CRM saw the first register's edit only")
+}
+
+// registerWithin is register, failing the test when the reply takes longer
+// than budget (generous: seconds, for a reply that should come at once).
+func (h *harness) registerWithin(budget time.Duration, apiKey, systemURL string) webhookReply {
+	h.t.Helper()
 	reply := make(chan webhookReply, 1)
-	go func() { reply <- h.register("key-done", h.fake.URL) }()
+	go func() { reply <- h.register(apiKey, systemURL) }()
 	select {
 	case r := <-reply:
-		assert.Equal(t, shopBusy, r.ErrorMsg, "a switched-off shop is not told it is connected")
-	case <-time.After(10 * time.Second):
-		t.Fatal("a register past the bound waited for an attempt the CRM had already accepted")
+		return r
+	case <-time.After(budget):
+		h.t.Fatalf("no reply within %s: the register waited for an attempt that had ended", budget)
+		return webhookReply{}
 	}
-	assert.Len(t, h.fake.Edits(), 1, "the CRM saw the first register's edit only")
 }

@@ -69,17 +69,19 @@ func (s *server) handleRegister(c echo.Context) error {
 	if err != nil {
 		return s.registerFailed(c, err)
 	}
-	if ok, inFlight := s.allowAttempt(c, systemURL, req.APIKey); !ok {
-		return s.registerFromStoredState(c, systemURL, req.APIKey, inFlight) // a replay costs the shop's CRM nothing
+	v := s.allowAttempt(c, systemURL, req.APIKey)
+	if !v.OK {
+		return s.registerFromStoredState(c, systemURL, req.APIKey, v.InFlight) // a replay costs the shop's CRM nothing
 	}
 	acc, err := s.connector.Connect(c.Request().Context(), systemURL, req.APIKey)
 	if acc.ID != "" {
 		c.Set("account_id", acc.ID)
 	}
 	if err != nil {
-		s.attemptFailed(c, systemURL, req.APIKey)
+		s.attemptEnded(c, v, systemURL, req.APIKey, true)
 		return s.registerFailed(c, err)
 	}
+	s.attemptEnded(c, v, systemURL, req.APIKey, false)
 	s.recordOutcome(c, nil)
 	return c.JSON(http.StatusOK, webhookReply{Success: true, AccountURL: s.cfg.PublicURLFor("/account")})
 }

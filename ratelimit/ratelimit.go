@@ -19,6 +19,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -168,17 +169,19 @@ end
 `
 
 // attemptAllow: KEYS[1] the pair; ARGV interval, burst, lasts (ms).
-// Replies {1, 0} when the attempt may go, else {0, in flight (1/0)}.
+// Replies {1, 0, last} when the attempt may go (last: it took the pair's
+// last slot for now), else {0, in flight (1/0), 0}.
 var attemptAllow = redis.NewScript(attemptsClock + `
 local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or '0') or 0
 if tat < now then tat = now end
 if tat + interval - now <= burst then
-  redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', tat + interval), 'last', string.format('%.0f', now))
+  tat = tat + interval
+  redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', tat), 'last', string.format('%.0f', now))
   redis.call('PEXPIRE', KEYS[1], burst + interval)
-  return {1, 0}
+  return {1, 0, (tat + interval - now > burst) and 1 or 0}
 end
-return {0, inflight(KEYS[1], tonumber(ARGV[3]))}
+return {0, inflight(KEYS[1], tonumber(ARGV[3])), 0}
 `)
 
 var attemptDone = redis.NewScript(attemptsClock + `
@@ -190,16 +193,33 @@ var attemptInFlight = redis.NewScript(attemptsClock + `
 return inflight(KEYS[1], tonumber(ARGV[1]))
 `)
 
-// Allow counts one attempt of apiKey at systemURL (canonical) and reports
-// whether it may reach the CRM; when not, whether the pair's last attempt
-// that did may still be under way.
-func (a *Attempts) Allow(ctx context.Context, systemURL string, apiKey redact.Secret) (bool, bool, error) {
+// AttemptVerdict is what Attempts says about one more attempt of a pair.
+type AttemptVerdict struct {
+	// OK: the attempt may reach the shop's CRM.
+	OK bool
+	// InFlight (when not OK): the pair's last attempt that went may still
+	// be under way; its outcome is the answer.
+	InFlight bool
+	// Last (when OK): this attempt took the pair's last slot for now, so
+	// registers past the bound may come and wait for it: its end must be
+	// told (Ended), whatever its outcome. An attempt with slots left after
+	// it need not tell a success: nobody waits for it, and the stored key
+	// tells anyone who comes later.
+	Last bool
+}
+
+// Allow counts one attempt of apiKey at systemURL (canonical) and says
+// whether it may reach the CRM.
+func (a *Attempts) Allow(ctx context.Context, systemURL string, apiKey redact.Secret) (AttemptVerdict, error) {
 	res, err := attemptAllow.Run(ctx, a.rdb, []string{a.key(systemURL, apiKey)},
 		a.interval.Milliseconds(), a.burst.Milliseconds(), a.lasts.Milliseconds()).Int64Slice()
-	if err != nil || len(res) != 2 {
-		return false, false, err
+	if err != nil {
+		return AttemptVerdict{}, err
 	}
-	return res[0] == 1, res[1] == 1, nil
+	if len(res) != 3 {
+		return AttemptVerdict{}, fmt.Errorf("ratelimit: attempt bound: unexpected reply %v", res)
+	}
+	return AttemptVerdict{OK: res[0] == 1, InFlight: res[1] == 1, Last: res[2] == 1}, nil
 }
 
 // Ended records that an attempt of the pair ended (whatever its outcome),

@@ -130,25 +130,25 @@ func TestAttemptsAreBoundedPerShopAndKey(t *testing.T) {
 		replicaB := ratelimit.NewAttempts(b.Raw, b.Prefix, 3, 10*time.Second)
 		const shop, other = "https://shop.retailcrm.ru", "https://other.retailcrm.ru"
 		const key redact.Secret = "api-key-0123456789abcdef0123456789"
-		allow := func(a *ratelimit.Attempts, shop string, key redact.Secret) bool {
-			ok, _, err := a.Allow(ctx, shop, key)
+		allow := func(a *ratelimit.Attempts, shop string, key redact.Secret) ratelimit.AttemptVerdict {
+			v, err := a.Allow(ctx, shop, key)
 			require.NoError(t, err)
-			return ok
+			return v
 		}
 
-		assert.True(t, allow(replicaA, shop, key))
-		assert.True(t, allow(replicaB, shop, key))
-		assert.True(t, allow(replicaA, shop, key))
-		assert.False(t, allow(replicaB, shop, key), "the fourth attempt of the pair, on any replica, is refused")
-		_, inFlight, err := replicaA.Allow(ctx, shop, key)
-		require.NoError(t, err)
-		assert.True(t, inFlight, "and says the last attempt that went may still be under way")
+		assert.Equal(t, ratelimit.AttemptVerdict{OK: true}, allow(replicaA, shop, key))
+		assert.Equal(t, ratelimit.AttemptVerdict{OK: true}, allow(replicaB, shop, key))
+		assert.Equal(t, ratelimit.AttemptVerdict{OK: true, Last: true}, allow(replicaA, shop, key),
+			"the third takes the pair's last slot: its end must be told, since registers past the bound may wait for it")
+		v := allow(replicaB, shop, key)
+		assert.False(t, v.OK, "the fourth attempt of the pair, on any replica, is refused")
+		assert.True(t, v.InFlight, "and says the last attempt that went may still be under way")
 		require.NoError(t, replicaB.Ended(ctx, shop, key))
-		inFlight, err = replicaA.InFlight(ctx, shop, key)
+		inFlight, err := replicaA.InFlight(ctx, shop, key)
 		require.NoError(t, err)
 		assert.False(t, inFlight, "until it is reported ended")
-		assert.True(t, allow(replicaA, shop, "a-new-key-for-the-same-shop-000000"), "a new key is a new attempt")
-		assert.True(t, allow(replicaA, other, key), "the same key at another shop is another pair")
+		assert.True(t, allow(replicaA, shop, "a-new-key-for-the-same-shop-000000").OK, "a new key is a new attempt")
+		assert.True(t, allow(replicaA, other, key).OK, "the same key at another shop is another pair")
 
 		keys := b.Keys(t)
 		require.Len(t, keys, 3)
