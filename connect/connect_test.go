@@ -355,10 +355,13 @@ func TestALeaseHeldPastTheWaitIsBusyNotACRMOutage(t *testing.T) {
 		edits := len(e.fake.Edits())
 		// The wait is bounded by one lease's life; the other holder's lease
 		// is judged by the fake clock, which stands still, so it never ends
-		// by itself. Nothing has to succeed first: the bound can be short.
-		e.store.SetTimings(50*time.Millisecond, 0)
+		// by itself. It is taken before the life is shortened: its
+		// backstop in Redis (twice the life, in real time) then outlasts
+		// the test on a loaded machine too. Nothing has to succeed first:
+		// the bound on the waits can be short.
 		_, other, _, err := e.store.Acquire(t.Context(), acc.ID)
 		require.NoError(t, err)
+		e.store.SetTimings(50*time.Millisecond, 0)
 
 		_, err = e.svc.Deactivate(t.Context(), acc.ID, false)
 		require.ErrorIs(t, err, connect.ErrBusy)
@@ -391,9 +394,9 @@ func TestAMoveThatFindsTheShopBusyStillAppliesTheSwitch(t *testing.T) {
 		e := newEnv(t, b)
 		acc, err := e.svc.Connect(t.Context(), e.fake.URL, "key-1")
 		require.NoError(t, err)
-		e.store.SetTimings(50*time.Millisecond, 0)
-		_, other, _, err := e.store.Acquire(t.Context(), acc.ID)
+		_, other, _, err := e.store.Acquire(t.Context(), acc.ID) // before the short life: see above
 		require.NoError(t, err)
+		e.store.SetTimings(50*time.Millisecond, 0)
 
 		newHome := crmtest.New(t)
 		_, err = e.svc.Activity(t.Context(), acc, store.State{}, newHome.URL, true)
