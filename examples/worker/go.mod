@@ -6,7 +6,7 @@ require (
 	github.com/alicebob/miniredis/v2 v2.40.0
 	github.com/modulehub/simpleconnect v0.0.0-00010101000000-000000000000
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/retailcrm/api-client-go/v2 v2.1.3
+	github.com/retailcrm/api-client-go/v2 v2.1.17
 	github.com/stretchr/testify v1.12.1
 )
 

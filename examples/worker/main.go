@@ -73,10 +73,11 @@ func run(ctx context.Context, cfg options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// RetailCRM's client (v2.1.3, what the module proxy serves here) takes
-	// no *http.Client: it sends through http.DefaultTransport, so that is
-	// where the service token goes in, for the service's own address only.
-	// A version with WithHTTPClient takes sc.HTTPClient() instead:
+	// RetailCRM's client (v2.1.17, the peer's version too) takes no
+	// *http.Client: its own has a nil Transport, so it sends through
+	// http.DefaultTransport, and that is where the service token goes in,
+	// for the service's own address only. A version with WithHTTPClient
+	// would take sc.HTTPClient() instead:
 	//	retailcrm.New(base, "").WithHTTPClient(sc.HTTPClient())
 	http.DefaultTransport = sc.Transport(http.DefaultTransport)
 
