@@ -33,6 +33,20 @@ func (h *harness) signedIn(apiKey string) (store.Account, *http.Cookie, string) 
 	return acc, cookie, csrf
 }
 
+// refusedSettings posts a settings form the service refuses: it keeps the
+// form as a draft and sends the browser back to the account page (303),
+// which shows it with its problems; this returns that page.
+func (h *harness) refusedSettings(path string, form url.Values, cookie *http.Cookie) (*http.Response, string) {
+	h.t.Helper()
+	resp, body := h.postForm(path, form, cookie)
+	require.Equal(h.t, http.StatusSeeOther, resp.StatusCode, "a refused form goes back to the page; body: %s", body)
+	to := resp.Header.Get("Location")
+	require.True(h.t, strings.HasPrefix(to, "/account"), "to the account page, not %q", to)
+	resp, body = h.get(to, cookie)
+	require.Equal(h.t, http.StatusOK, resp.StatusCode)
+	return resp, body
+}
+
 // goodSettings is a valid form for settings.example.json.
 func goodSettings(csrf, token string) url.Values {
 	return url.Values{
@@ -106,8 +120,7 @@ func TestRefusedSettingsShowErrorsNextToFieldsAndKeepInput(t *testing.T) {
 	form := goodSettings(csrf, testToken)
 	form.Set("setting-account_id", "12ab")
 	form.Set("setting-environment", "staging") // not an option
-	resp, body := h.postForm("/account/settings", form, cookie)
-	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	_, body := h.refusedSettings("/account/settings", form, cookie)
 
 	doc := parseHTML(t, body)
 	title := textOf(find(doc, func(n *html.Node) bool { return n.Data == "title" }))
@@ -133,8 +146,7 @@ func TestRefusedSettingsShowErrorsNextToFieldsAndKeepInput(t *testing.T) {
 
 	// A required secret with nothing saved is required.
 	form = goodSettings(csrf, "")
-	resp, body = h.postForm("/account/settings", form, cookie)
-	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	_, body = h.refusedSettings("/account/settings", form, cookie)
 	assert.Contains(t, textOf(byID(parseHTML(t, body), "setting-api_token-error")), "Fill in this field")
 }
 
@@ -179,8 +191,7 @@ func TestRefusedValuesSayWhatIsExpected(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.lang, func(t *testing.T) {
-			resp, body := h.postForm("/account/settings?lang="+tc.lang, form, cookie)
-			require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+			_, body := h.refusedSettings("/account/settings?lang="+tc.lang, form, cookie)
 			doc := parseHTML(t, body)
 			for name, want := range tc.want {
 				assert.Equal(t, want, visibleText(byID(doc, "setting-"+name+"-error")), name)
@@ -208,8 +219,7 @@ func TestSpanishSaysUBeforeAnOSound(t *testing.T) {
 		{"name":"c","type":"text","pattern":"[0-9]{7}|[0-9]{9}","label":"C"}]}`), 0o600))
 	h := newHarness(t, nil, withSettingsFile(schema))
 	_, cookie, csrf := h.signedIn("key-wording-es")
-	resp, body := h.postForm("/account/settings?lang=es", url.Values{"csrf": {csrf}, "setting-a": {"x"}, "setting-b": {"x"}, "setting-c": {"x"}}, cookie)
-	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	_, body := h.refusedSettings("/account/settings?lang=es", url.Values{"csrf": {csrf}, "setting-a": {"x"}, "setting-b": {"x"}, "setting-c": {"x"}}, cookie)
 	doc := parseHTML(t, body)
 	assert.Equal(t, "Use solo dígitos (exactamente 6 u 8).", visibleText(byID(doc, "setting-a-error")))
 	assert.Equal(t, "Use solo dígitos (exactamente 9 u 80).", visibleText(byID(doc, "setting-b-error")))
@@ -405,13 +415,13 @@ func TestPagesAreAccessibleAndNeedNoInlineCode(t *testing.T) {
 	bad := goodSettings(csrf, testToken)
 	bad.Set("setting-account_id", "x")
 	bad.Set("setting-environment", "")
-	resp, body = h.postForm("/account/settings", bad, cookie) // the token kept
-	page("refused settings", http.StatusUnprocessableEntity, resp, body)
+	resp, body = h.refusedSettings("/account/settings", bad, cookie) // the token kept
+	page("refused settings", http.StatusOK, resp, body)
 	resp, body = h.get("/account", cookie)
 	page("refused settings, reloaded", http.StatusOK, resp, body)
 	bad.Set("setting-api_token", "bad token")
-	resp, body = h.postForm("/account/settings", bad, cookie) // the token not kept
-	page("refused secret", http.StatusUnprocessableEntity, resp, body)
+	resp, body = h.refusedSettings("/account/settings", bad, cookie) // the token not kept
+	page("refused secret", http.StatusOK, resp, body)
 	stale := goodSettings("stale", testToken)
 	stale.Set("account", between(pages["account"], `name="account" value="`, `"`))
 	resp, _ = h.postFormFrom("/account/settings", stale, map[string]string{"Sec-Fetch-Site": "same-origin"}, cookie)

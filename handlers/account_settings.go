@@ -48,6 +48,11 @@ func keptID(name string) string  { return "kept-" + name }
 func clearFlag(name string) string { return "clear:" + name }
 func typedFlag(name string) string { return "typed:" + name }
 
+// problemFlag keeps a secret field's problem in the draft: what was typed
+// into it is not kept (or nothing was typed: a kept value had expired), so
+// checking the draft again could not find the problem.
+func problemFlag(name string, p settings.Problem) string { return "problem:" + name + "=" + string(p) }
+
 // secretState is what became of a secret the owner typed into a form that
 // was not saved. The page states it plainly next to the field.
 type secretState string
@@ -257,10 +262,11 @@ func typedSecret(sub settings.Submission, f settings.Field) string {
 }
 
 // handleAccountSettings saves the connection variables: checked here, not
-// in the browser, then sealed at rest by the store. A refused form comes
-// back with the problems next to their fields and the input kept; a newly
-// typed secret that was fine is kept for the session (a draft), so the
-// retry needs no retyping, and the page says so.
+// in the browser, then sealed at rest by the store. A refused form is kept
+// for the session (a draft: the input, and a newly typed secret that was
+// fine, sealed) and the browser goes back to the account page, which shows
+// it with the problems next to their fields, so the retry needs no
+// retyping and a reload does not post again; the page says what was kept.
 func (s *server) handleAccountSettings(c echo.Context) error {
 	sess, acc, form, err := s.sessionForm(c)
 	if errors.Is(err, errBadCSRF) {
@@ -301,7 +307,19 @@ func (s *server) handleAccountSettings(c echo.Context) error {
 	}
 	if len(problems) > 0 {
 		c.Set("outcome", "invalid_settings")
-		st, _ := s.keepDraft(c, sess, formState{reason: draftInvalid, sub: sub, problems: problems})
+		st, kept := s.keepDraft(c, sess, formState{reason: draftInvalid, sub: sub, problems: problems})
+		if kept {
+			// Post/Redirect/Get, as for a save: the account page shows the
+			// draft with its problems, and a reload shows it again instead
+			// of posting the form a second time.
+			to := "/account"
+			if q := c.QueryParam("lang"); s.words.Supported(q) {
+				to += "?lang=" + q // the page's language, which the form carried
+			}
+			return c.Redirect(http.StatusSeeOther, to)
+		}
+		// No draft (its store failed): the form comes back in this reply,
+		// or what was typed would be lost.
 		return s.renderSettingsForm(c, http.StatusUnprocessableEntity, sess, acc, st)
 	}
 	if _, err := s.accounts.SaveSettings(ctx, acc, values); err != nil {
@@ -360,6 +378,9 @@ func (s *server) keepDraft(c echo.Context, sess store.Session, st formState) (_ 
 		}
 		delete(values, f.Name)
 		typed := typedSecret(st.sub, f)
+		if p := st.problems[f.Name]; p != "" {
+			d.Flags[problemFlag(f.Name, p)] = true
+		}
 		switch {
 		case typed == "":
 		case st.reason == draftInvalid && st.problems[f.Name] == "":
@@ -411,6 +432,16 @@ func (s *server) draftState(d store.Draft, saved map[string]string) formState {
 	}
 	if st.reason == draftInvalid {
 		_, st.problems = s.settings.Check(withSecrets, saved)
+		for flag := range d.Flags {
+			name, p, ok := strings.Cut(strings.TrimPrefix(flag, "problem:"), "=")
+			if f, known := s.settings.Field(name); !ok || !strings.HasPrefix(flag, "problem:") || !known || f.Type != settings.Secret {
+				continue
+			}
+			if st.problems == nil {
+				st.problems = map[string]settings.Problem{}
+			}
+			st.problems[name] = settings.Problem(p)
+		}
 	}
 	return st
 }

@@ -143,8 +143,7 @@ func TestOnlyThePageOfferingOpenLetsItsFormGoToTheAppsOrigin(t *testing.T) {
 
 	form := goodSettings(csrf, testToken)
 	form.Set("setting-account_id", "12ab")
-	resp, page = h.postForm("/account/settings", form, cookie)
-	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	resp, page = h.refusedSettings("/account/settings", form, cookie)
 	require.Contains(t, page, `id="open-app"`)
 	assert.Equal(t, withApp, resp.Header.Get("Content-Security-Policy"), "a refused form still offers Open")
 
