@@ -9,7 +9,8 @@
 // the CRM does (a page whose form posts the clientId), then audits:
 //   account                  GET /account?lang=<lang> (with "Open <module>")
 //   settings-error           the settings form saved with a bad account number
-//                            and a new token (422: the token kept, the number to fix)
+//                            and a new token (303 back to the page: the token
+//                            kept, the number to fix)
 //   settings-error-reloaded  the same page reloaded (GET, 200: the draft)
 //   disconnect               GET /account/disconnect (the confirmation)
 //   not-found                GET /nowhere (an error page, 404)
@@ -92,8 +93,8 @@ for (const lang of langs) {
       config: formFactor === 'desktop' ? desktopConfig : undefined,
       // Keep the session cookie: Lighthouse clears storage before a
       // navigation by default.
-      // ignoreStatusCode: a refused form (422) and an error page (404) are
-      // the states to audit; by default Lighthouse audits no 4xx page.
+      // ignoreStatusCode: an error page (404) is a state to audit; by
+      // default Lighthouse audits no 4xx page.
       flags: {onlyCategories: ['accessibility', 'best-practices'], disableStorageReset: true, ignoreStatusCode: true},
     });
     for (const [name, how] of states(lang)) {
