@@ -113,7 +113,9 @@ func (s *Service) Activity(ctx context.Context, acc store.Account, st store.Stat
 		// The switch happened in the CRM whatever becomes of the move: it
 		// is applied (an edit on its way is sent again by its holder), and
 		// the error asks the CRM to call again for the move.
-		if _, serr := s.store.SetActivity(ctx, read.ID, st, store.Lease{}, activity); serr != nil {
+		wctx, cancel := s.writeCtx(ctx) // also when ctx itself ended the wait
+		defer cancel()
+		if _, serr := s.store.SetActivity(wctx, read.ID, st, store.Lease{}, activity); serr != nil {
 			return read, serr
 		}
 		return read, err

@@ -312,9 +312,12 @@ func (s *server) handleAccountSettings(c echo.Context) error {
 			// Post/Redirect/Get, as for a save: the account page shows the
 			// draft with its problems, and a reload shows it again instead
 			// of posting the form a second time.
+			// The page's language is its cookie's or the browser's, as for
+			// the form's own reply before; a ?lang= on the post (none on
+			// our form, but any page takes one) is carried over.
 			to := "/account"
 			if q := c.QueryParam("lang"); s.words.Supported(q) {
-				to += "?lang=" + q // the page's language, which the form carried
+				to += "?lang=" + q
 			}
 			return c.Redirect(http.StatusSeeOther, to)
 		}

@@ -126,10 +126,10 @@ func (s *server) allowAttempt(c echo.Context, systemURL string, apiKey redact.Se
 // registers past the bound stop waiting for it (best effort: they stop at
 // its deadline anyway). A failure is told before the reply. A success is
 // told, off the reply's path, only when the attempt took the pair's last
-// slot (v.Last): only then can registers past the bound be waiting for
-// it, and one that comes later reads the stored key instead. A register
-// with slots left (the usual one: a new key per connection) saves the
-// round trip.
+// slot (v.Last): registers are refused only once the slots are gone, so
+// the attempt they wait for is always one that took the last slot (the
+// bound keeps one clock, Redis's). A register with slots left (the usual
+// one: a new key per connection) saves the round trip.
 func (s *server) attemptEnded(c echo.Context, v ratelimit.AttemptVerdict, systemURL string, apiKey redact.Secret, failed bool) {
 	if s.attempts == nil || (!failed && !v.Last) {
 		return
@@ -170,18 +170,10 @@ func (s *server) registerFromStoredState(c echo.Context, systemURL string, apiKe
 			return s.registerFailed(c, err)
 		default:
 			c.Set("account_id", acc.ID)
-			accepted := acc.Connected && !apiKey.IsZero() && acc.APIKey.Equal(apiKey)
-			if accepted && acc.Active {
+			if acc.Connected && acc.Active && !apiKey.IsZero() && acc.APIKey.Equal(apiKey) {
 				c.Set("outcome", outcomeReplayed)
 				s.metrics.Register(outcomeReplayed)
 				return c.JSON(http.StatusOK, webhookReply{Success: true, AccountURL: s.cfg.PublicURLFor("/account")})
-			}
-			if accepted && !acc.PendingAPIKey.Equal(apiKey) {
-				// The CRM accepted this key and no attempt with it is
-				// pending: whatever went with it has ended (a success with
-				// slots left is not told to the bound; the stored key
-				// says it).
-				inFlight = false
 			}
 		}
 		if !inFlight || time.Now().Add(pause).After(deadline) {

@@ -396,3 +396,41 @@ func (h *harness) registerWithin(budget time.Duration, apiKey, systemURL string)
 		return webhookReply{}
 	}
 }
+
+// A shop switched off in the CRM is switched on again with the same key,
+// and the click is doubled past the bound: the second register waits for
+// the first, still at the CRM's key check, and answers with its outcome.
+// (A key stored as accepted says nothing about an attempt under way: it was
+// accepted by an earlier one.)
+func TestADoubleClickPastTheBoundWaitsForAReconnectWithTheSameKey(t *testing.T) {
+	gate := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	var checks atomic.Int32
+	h := newHarness(t, []crmtest.Option{
+		crmtest.OnCall(func(c crmtest.Call) {
+			if strings.HasSuffix(c.Path, "/credentials") && checks.Add(1) == 2 {
+				arrived <- struct{}{}
+				<-gate // the reconnect's key check waits here
+			}
+		}),
+	}, func(c *config.Config) { c.ShopKeyAttemptsPerMinute = 1 })
+	h.freezeLimiterClock()
+	reads := make(chan struct{}, 1000)
+	hook := &readsOf{get: h.fake.URL, seen: reads}
+	h.store.Client().AddHook(hook)
+	acc := h.connected("key-again")
+	require.True(t, h.callback(acc.ClientID.Reveal(), `{"active":false,"freeze":false}`).Success, "the CRM switches the module off")
+	h.mr.SetTime(time.Now().Add(2 * time.Minute)) // the pair's slot is back
+
+	first := make(chan webhookReply, 1)
+	go func() { first <- h.register("key-again", h.fake.URL) }()
+	<-arrived // the reconnect took the pair's slot and is at the key check
+	hook.armed.Store(true)
+	second := make(chan webhookReply, 1)
+	go func() { second <- h.register("key-again", h.fake.URL) }()
+	<-reads // the double click found the key accepted but the shop off: it decides now
+	close(gate)
+	assert.True(t, (<-first).Success)
+	r := <-second
+	assert.True(t, r.Success, "the double click answers with the reconnect's outcome: %s", r.ErrorMsg)
+}
