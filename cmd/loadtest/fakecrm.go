@@ -121,6 +121,9 @@ var (
 	credentialsReply = []byte(`{"success":true,"credentials":["/api/integration-modules/{code}","/api/integration-modules/{code}/edit","/api/credentials"],"siteAccess":"access_full","sitesAvailable":["main-site"],"scopes":["integration_read","integration_write"]}`)
 	editReplyObject  = []byte(`{"success":true,"info":{"billingInfo":{"price":0,"currency":{"code":"RUB"}}}}`)
 	editReplyArray   = []byte(`{"success":true,"info":[]}`)
+	// ordersReply is a page of orders as the CRM answers GET /api/v5/orders
+	// (the proxy phase's call), one order, about the size of a short page.
+	ordersReply = []byte(`{"success":true,"pagination":{"limit":20,"totalCount":1,"currentPage":1,"totalPageCount":1},"orders":[{"id":1,"number":"1A","externalId":"loadtest-1","status":"new","site":"main-site","totalSumm":100,"createdAt":"2026-11-27 12:00:00","items":[{"id":1,"quantity":1,"initialPrice":100}]}]}`)
 )
 
 func (f *fakeCRM) serveCRM(w http.ResponseWriter, r *http.Request) {
@@ -149,6 +152,8 @@ func (f *fakeCRM) answer(r *http.Request, key string) (int, []byte) {
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == "/api/credentials":
 		return http.StatusOK, credentialsReply
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v5/orders":
+		return http.StatusOK, ordersReply
 	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/v5/integration-modules/") && strings.HasSuffix(r.URL.Path, "/edit"):
 		code, _ := url.PathUnescape(strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/api/v5/integration-modules/"), "/edit"))
 		var m struct {
