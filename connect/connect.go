@@ -284,11 +284,18 @@ func (s *Service) record(ctx context.Context, lease store.Lease, read store.Acco
 // the sweeper) talks to the shop's CRM: never longer than the caller's
 // deadline or one lease's life, after which it is ErrBusy.
 func (s *Service) waitLease(ctx context.Context, id string) (store.Account, store.Lease, []string, error) {
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.store.LeaseTTL())
 	defer cancel()
 	wait := 2 * time.Millisecond
 	for {
 		acc, lease, bad, err := s.store.Acquire(ctx, id)
+		if err != nil && ctx.Err() != nil && caller.Err() == nil {
+			// The wait's own bound ended the call (a slow Redis): busy, not
+			// a store failure. Had the lease been taken, it expires by
+			// itself.
+			return store.Account{}, store.Lease{}, nil, ErrBusy
+		}
 		if !errors.Is(err, store.ErrLeaseHeld) {
 			return acc, lease, bad, err
 		}

@@ -2,6 +2,7 @@ package crm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -246,12 +247,22 @@ func (c *Client) turnHook(ctx context.Context, wait func(context.Context) error)
 	}
 	actx, cancel := context.WithCancel(ctx)
 	t := &turn{}
-	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) {
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
 		if err := wait(actx); err != nil {
 			t.mu.Lock()
 			t.failed = err
 			t.mu.Unlock()
 			cancel()
+			// Cancelling alone does not stop an HTTP/1 request: the
+			// transport hands it to the connection's writer right after
+			// this hook, without looking at the context again. Closing the
+			// connection does (the write fails; the connection was not
+			// going back to the pool anyway). An HTTP/2 connection is
+			// shared by other calls and checks the context before it
+			// writes a request's headers.
+			if tc, ok := info.Conn.(*tls.Conn); !ok || tc.ConnectionState().NegotiatedProtocol != "h2" {
+				_ = info.Conn.Close()
+			}
 		}
 	}}
 	// The attempt's cancel is not called on success: it ends with ctx (the
