@@ -43,7 +43,9 @@ type noAttemptsLeft struct{}
 func (noAttemptsLeft) Allow(context.Context, string, redact.Secret) (ratelimit.AttemptVerdict, error) {
 	return ratelimit.AttemptVerdict{}, nil
 }
-func (noAttemptsLeft) Ended(context.Context, string, redact.Secret) error { return nil }
+func (noAttemptsLeft) Ended(context.Context, string, redact.Secret, ratelimit.AttemptVerdict) error {
+	return nil
+}
 func (noAttemptsLeft) InFlight(context.Context, string, redact.Secret) (bool, error) {
 	return false, nil
 }

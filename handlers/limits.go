@@ -41,7 +41,7 @@ type FailureBudget interface {
 // may still be under way.
 type AttemptBudget interface {
 	Allow(ctx context.Context, systemURL string, apiKey redact.Secret) (ratelimit.AttemptVerdict, error)
-	Ended(ctx context.Context, systemURL string, apiKey redact.Secret) error
+	Ended(ctx context.Context, systemURL string, apiKey redact.Secret, v ratelimit.AttemptVerdict) error
 	InFlight(ctx context.Context, systemURL string, apiKey redact.Secret) (bool, error)
 }
 
@@ -137,7 +137,7 @@ func (s *server) attemptEnded(c echo.Context, v ratelimit.AttemptVerdict, system
 	tell := func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		if err := s.attempts.Ended(ctx, systemURL, apiKey); err != nil {
+		if err := s.attempts.Ended(ctx, systemURL, apiKey, v); err != nil {
 			s.log.WarnContext(ctx, "attempt bound unavailable; registers waiting for this attempt wait for its deadline", "err", err)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -169,8 +170,9 @@ end
 `
 
 // attemptAllow: KEYS[1] the pair; ARGV interval, burst, lasts (ms).
-// Replies {1, 0, last} when the attempt may go (last: it took the pair's
-// last slot for now), else {0, in flight (1/0), 0}.
+// Replies {1, 0, last, started} when the attempt may go (last: it took the
+// pair's last slot for now; started: when, on Redis's clock), else
+// {0, in flight (1/0), 0, 0}.
 var attemptAllow = redis.NewScript(attemptsClock + `
 local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or '0') or 0
@@ -179,13 +181,16 @@ if tat + interval - now <= burst then
   tat = tat + interval
   redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', tat), 'last', string.format('%.0f', now))
   redis.call('PEXPIRE', KEYS[1], burst + interval)
-  return {1, 0, (tat + interval - now > burst) and 1 or 0}
+  return {1, 0, (tat + interval - now > burst) and 1 or 0, now}
 end
-return {0, inflight(KEYS[1], tonumber(ARGV[3])), 0}
+return {0, inflight(KEYS[1], tonumber(ARGV[3])), 0, 0}
 `)
 
+// attemptDone: KEYS[1] the pair; ARGV when the attempt started. Only the
+// pair's latest attempt can end it: a late word from an earlier one (a
+// success told off the reply's path) changes nothing.
 var attemptDone = redis.NewScript(attemptsClock + `
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'done', string.format('%.0f', now)) end
+if redis.call('HGET', KEYS[1], 'last') == ARGV[1] then redis.call('HSET', KEYS[1], 'done', string.format('%.0f', now)) end
 return 1
 `)
 
@@ -206,6 +211,8 @@ type AttemptVerdict struct {
 	// it need not tell a success: nobody waits for it, and the stored key
 	// tells anyone who comes later.
 	Last bool
+	// started is when the attempt went (Redis's clock, ms): Ended names it.
+	started int64
 }
 
 // Allow counts one attempt of apiKey at systemURL (canonical) and says
@@ -216,16 +223,17 @@ func (a *Attempts) Allow(ctx context.Context, systemURL string, apiKey redact.Se
 	if err != nil {
 		return AttemptVerdict{}, err
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return AttemptVerdict{}, fmt.Errorf("ratelimit: attempt bound: unexpected reply %v", res)
 	}
-	return AttemptVerdict{OK: res[0] == 1, InFlight: res[1] == 1, Last: res[2] == 1}, nil
+	return AttemptVerdict{OK: res[0] == 1, InFlight: res[1] == 1, Last: res[2] == 1, started: res[3]}, nil
 }
 
-// Ended records that an attempt of the pair ended (whatever its outcome),
-// so registers past the bound stop waiting for it.
-func (a *Attempts) Ended(ctx context.Context, systemURL string, apiKey redact.Secret) error {
-	return attemptDone.Run(ctx, a.rdb, []string{a.key(systemURL, apiKey)}).Err()
+// Ended records that the attempt Allow let through as v ended (whatever
+// its outcome), so registers past the bound stop waiting for it; unless a
+// later attempt of the pair went since, which it then leaves alone.
+func (a *Attempts) Ended(ctx context.Context, systemURL string, apiKey redact.Secret, v AttemptVerdict) error {
+	return attemptDone.Run(ctx, a.rdb, []string{a.key(systemURL, apiKey)}, strconv.FormatInt(v.started, 10)).Err()
 }
 
 // InFlight reports whether the pair's last attempt may still be under way.
