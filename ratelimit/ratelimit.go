@@ -158,7 +158,8 @@ func NewAttempts(rdb redis.UniversalClient, prefix string, perMinute int, lasts 
 
 // The scripts run on Redis's own clock (TIME: one clock for every replica).
 // A pair's hash holds tat (GCRA), last (when an attempt last went) and done
-// (when an attempt last ended).
+// (the start of the last attempt told ended): the last is under way while
+// last > done.
 const attemptsClock = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -187,10 +188,12 @@ return {0, inflight(KEYS[1], tonumber(ARGV[3])), 0, 0}
 `)
 
 // attemptDone: KEYS[1] the pair; ARGV when the attempt started. Only the
-// pair's latest attempt can end it: a late word from an earlier one (a
-// success told off the reply's path) changes nothing.
+// pair's latest attempt can end it, and done records which one ended (its
+// start), not when: a late word from an earlier one (a success told off
+// the reply's path) changes nothing, even when it arrives in the same
+// millisecond as the next attempt goes.
 var attemptDone = redis.NewScript(attemptsClock + `
-if redis.call('HGET', KEYS[1], 'last') == ARGV[1] then redis.call('HSET', KEYS[1], 'done', string.format('%.0f', now)) end
+if redis.call('HGET', KEYS[1], 'last') == ARGV[1] then redis.call('HSET', KEYS[1], 'done', ARGV[1]) end
 return 1
 `)
 
