@@ -435,15 +435,18 @@ func (s *server) draftState(d store.Draft, saved map[string]string) formState {
 	}
 	if st.reason == draftInvalid {
 		_, st.problems = s.settings.Check(withSecrets, saved)
-		for flag := range d.Flags {
-			name, p, ok := strings.Cut(strings.TrimPrefix(flag, "problem:"), "=")
-			if f, known := s.settings.Field(name); !ok || !strings.HasPrefix(flag, "problem:") || !known || f.Type != settings.Secret {
+		for _, f := range s.settings.Fields {
+			if f.Type != settings.Secret {
 				continue
 			}
-			if st.problems == nil {
-				st.problems = map[string]settings.Problem{}
+			for flag := range d.Flags {
+				if p, ok := strings.CutPrefix(flag, problemFlag(f.Name, "")); ok {
+					if st.problems == nil {
+						st.problems = map[string]settings.Problem{}
+					}
+					st.problems[f.Name] = settings.Problem(p)
+				}
 			}
-			st.problems[name] = settings.Problem(p)
 		}
 	}
 	return st
