@@ -140,6 +140,15 @@ end
 -- (kids) does: an unchanged list means the account is in those sets and
 -- in no other.
 local SEALED = {'cid', 'key', 'pkey', 'set'}
+-- held_kids is the key ids whose sets hold the account now.
+local function held_kids()
+  if not H.kids then -- format 1: not recorded, so every set is a candidate
+    return redis.call('SMEMBERS', TAG .. ':sealed')
+  end
+  local old = {}
+  for x in string.gmatch(H.kids, '[^,]+') do table.insert(old, x) end
+  return old
+end
 local function rekid(id)
   local set, list = {}, {}
   for _, f in ipairs(SEALED) do
@@ -152,13 +161,7 @@ local function rekid(id)
   table.sort(list)
   local kids = table.concat(list, ',')
   if H.kids == kids then return end
-  local old = {}
-  if H.kids then
-    for x in string.gmatch(H.kids, '[^,]+') do table.insert(old, x) end
-  else -- format 1: which sets hold it is not recorded
-    old = redis.call('SMEMBERS', TAG .. ':sealed')
-  end
-  for _, x in ipairs(old) do
+  for _, x in ipairs(held_kids()) do
     if not set[x] then redis.call('SREM', TAG .. ':sealed:' .. x, id) end
   end
   for _, x in ipairs(list) do
@@ -203,7 +206,7 @@ end
 -- it is written afterwards.
 local function remove(id, client_key)
   local url = H.url
-  for _, x in ipairs(redis.call('SMEMBERS', TAG .. ':sealed')) do redis.call('SREM', TAG .. ':sealed:' .. x, id) end
+  for _, x in ipairs(held_kids()) do redis.call('SREM', TAG .. ':sealed:' .. x, id) end
   redis.call('DEL', K, lease_key(id))
   if client_key ~= '' and redis.call('GET', client_key) == id then redis.call('DEL', client_key) end
   if url and redis.call('GET', TAG .. ':shop:' .. url) == id then redis.call('DEL', TAG .. ':shop:' .. url) end
