@@ -5,15 +5,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 )
 
 // Pacer spaces the requests sent to each shop's CRM, across every replica:
 // the CRM allows an account about ten requests per second, and answers
 // more with 429/503. A request takes the next free slot of its shop's
-// queue in Redis (GCRA, redis_rate: one Lua call, Redis's own clock, so
-// replicas need no clock of their own), then sleeps until that slot.
+// queue in Redis (GCRA, redis_rate's script: one Lua call, Redis's own
+// clock, so replicas need no clock of their own), then sleeps until that slot.
 // Slots are handed out in the order requests reach Redis, so a burst is
 // sent in order, one request per interval. A request whose slot lies
 // further ahead than the bounded wait takes no slot and is refused with
@@ -24,8 +23,10 @@ import (
 // way than the one before it would otherwise make an eleventh in the
 // CRM's second.
 type Pacer struct {
-	limiter  *redis_rate.Limiter
-	limit    redis_rate.Limit
+	rdb      redis.UniversalClient
+	rate     int
+	period   time.Duration
+	burst    int
 	interval time.Duration
 	prefix   string
 }
@@ -43,8 +44,7 @@ func NewPacer(rdb redis.UniversalClient, prefix string, perSecond int, maxWait t
 	// (b-1) intervals ahead: b-1 requests may wait their turn.
 	burst := int(maxWait/interval) + 1
 	return &Pacer{
-		limiter:  redis_rate.NewLimiter(rdb),
-		limit:    redis_rate.Limit{Rate: perSecond, Period: period, Burst: burst},
+		rdb: rdb, rate: perSecond, period: period, burst: burst,
 		interval: interval,
 		prefix:   prefix + ":crmrate:",
 	}
@@ -63,17 +63,43 @@ func (e *QueueFullError) Error() string {
 // Reserve takes key's next free slot and says how long until it; a
 // *QueueFullError when it is further than the bounded wait.
 func (p *Pacer) Reserve(ctx context.Context, key string) (time.Duration, error) {
-	res, err := p.limiter.Allow(ctx, p.prefix+key, p.limit)
+	res, err := p.runGCRA(ctx, p.prefix+key)
+	return p.slot(res, err)
+}
+
+// ReserveAlong queues Reserve's Redis call for key on pipe, so that it
+// travels with the caller's own commands (the proxy's account read: one
+// round trip for both), and returns what reads its outcome once the
+// pipeline has run: Reserve's results. A Redis that did not know the
+// script yet (new, restarted, failed over) answered NOSCRIPT and took no
+// slot; the reading then takes one alone, as Reserve.
+func (p *Pacer) ReserveAlong(ctx context.Context, pipe redis.Pipeliner, key string) func() (time.Duration, error) {
+	cmd := allowN.EvalSha(ctx, pipe, []string{gcraKeyPrefix + p.prefix + key}, p.gcraArgs()...)
+	return func() (time.Duration, error) {
+		v, err := cmd.Result()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			return p.Reserve(ctx, key)
+		}
+		if err != nil {
+			return p.slot(gcraResult{}, err)
+		}
+		res, err := parseGCRA(v)
+		return p.slot(res, err)
+	}
+}
+
+// slot turns the script's reply into the wait until the request's slot.
+func (p *Pacer) slot(res gcraResult, err error) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("ratelimit: reserve a slot: %w", err)
 	}
-	if res.Allowed == 0 {
-		return 0, &QueueFullError{RetryAfter: max(res.RetryAfter, p.interval)}
+	if !res.allowed {
+		return 0, &QueueFullError{RetryAfter: max(res.retryAfter, p.interval)}
 	}
-	// ResetAfter is when the queue drains after this request; its own slot
+	// resetAfter is when the queue drains after this request; its own slot
 	// is one interval before that. Redis's clock counts microseconds; the
 	// rest is float rounding.
-	return max((res.ResetAfter - p.interval).Round(time.Microsecond), 0), nil
+	return max((res.resetAfter - p.interval).Round(time.Microsecond), 0), nil
 }
 
 // Wait reserves key's next slot and sleeps until it. When ctx ends first,

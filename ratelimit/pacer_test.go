@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -110,4 +111,98 @@ func TestSlackIsPartOfTheMarginWhateverTheRate(t *testing.T) {
 		assert.Equal(t, 20*time.Millisecond, p.Slack(), "rate %d", rate)
 		assert.Less(t, p.Slack(), time.Second*5/100, "under the margin one second's turns carry")
 	}
+}
+
+// A reservation queued on a pipeline (the proxy's, with the account's
+// read) takes its place in the same queue as Reserve's, in order.
+func TestReserveAlongTakesTheNextSlotInThePipelinesRoundTrip(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		rdb := b.Dial()
+		defer rdb.Close()
+		p := ratelimit.NewPacer(rdb, b.Prefix, 10, 5*time.Second)
+		interval := p.Interval()
+
+		start := time.Now()
+		first, err := p.Reserve(t.Context(), "acct")
+		require.NoError(t, err)
+		pipe := rdb.Pipeline()
+		ping := pipe.Ping(t.Context())
+		read := p.ReserveAlong(t.Context(), pipe, "acct")
+		_, err = pipe.Exec(t.Context())
+		require.NoError(t, err)
+		require.NoError(t, ping.Err(), "the caller's own command ran in the same pipeline")
+		second, err := read()
+		require.NoError(t, err)
+		third, err := p.Reserve(t.Context(), "acct")
+		require.NoError(t, err)
+		elapsed := time.Since(start)
+
+		assert.LessOrEqual(t, first, time.Duration(0))
+		for k, d := range []time.Duration{second, third} {
+			want := time.Duration(k+1) * interval
+			assert.LessOrEqual(t, d, want, "slot %d", k+1)
+			assert.GreaterOrEqual(t, d, want-elapsed, "slot %d is its own", k+1)
+		}
+	})
+}
+
+// A Redis that has not seen the script (new, restarted, failed over)
+// answers the pipelined call NOSCRIPT and takes no slot; the reading then
+// takes exactly one. On miniredis, whose scripts are its own: flushing a
+// shared Redis's scripts would touch other tests.
+func TestReserveAlongTakesOneSlotWhenRedisDidNotKnowTheScript(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		if b.MR == nil {
+			t.Skip("flushes Redis's scripts: miniredis only")
+		}
+		rdb := b.Dial()
+		defer rdb.Close()
+		b.MR.SetTime(time.Now())
+		p := ratelimit.NewPacer(rdb, b.Prefix, 1, 10*time.Second)
+		_, err := p.Reserve(t.Context(), "acct") // the first slot, now; the script is known
+		require.NoError(t, err)
+		require.NoError(t, rdb.ScriptFlush(t.Context()).Err())
+
+		pipe := rdb.Pipeline()
+		read := p.ReserveAlong(t.Context(), pipe, "acct")
+		_, err = pipe.Exec(t.Context())
+		require.Error(t, err, "NOSCRIPT: the pipelined call ran nothing")
+		d, err := read()
+		require.NoError(t, err)
+		assert.Equal(t, p.Interval(), d, "the second slot, taken once the script was sent")
+
+		d, err = p.Reserve(t.Context(), "acct")
+		require.NoError(t, err)
+		assert.Equal(t, 2*p.Interval(), d, "the third: the NOSCRIPT answer took none")
+	})
+}
+
+// A replica of an earlier release reserved through redis_rate; during a
+// rolling deploy it and this one must share each shop's queue.
+func TestPacerSharesTheQueueWithRedisRate(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b *storetest.Backend) {
+		rdb := b.Dial()
+		defer rdb.Close()
+		if b.MR != nil {
+			b.MR.SetTime(time.Now())
+		}
+		p := ratelimit.NewPacer(rdb, b.Prefix, 1, 10*time.Second)
+		old := redis_rate.NewLimiter(rdb)
+		limit := redis_rate.Limit{Rate: 1, Period: 1050 * time.Millisecond, Burst: 10}
+		require.Equal(t, limit.Period, p.Interval(), "the limit an earlier release's pacer used")
+
+		res, err := old.Allow(t.Context(), b.Prefix+":crmrate:acct", limit)
+		require.NoError(t, err)
+		require.Equal(t, 1, res.Allowed)
+		start := time.Now()
+		d, err := p.Reserve(t.Context(), "acct")
+		require.NoError(t, err)
+		assert.LessOrEqual(t, d, p.Interval(), "the slot after the old replica's")
+		assert.Greater(t, d, p.Interval()-time.Since(start)-50*time.Millisecond, "not a queue of its own")
+
+		res, err = old.Allow(t.Context(), b.Prefix+":crmrate:acct", limit)
+		require.NoError(t, err)
+		assert.InDelta(t, float64(3*p.Interval()), float64(res.ResetAfter), float64(100*time.Millisecond),
+			"and the old replica's next slot is the third")
+	})
 }

@@ -1,17 +1,3 @@
-// Package ratelimit holds the service's two limits, both shared by every
-// replica through Redis (GCRA: one EVALSHA per check, keys that expire on
-// their own; go-redis/redis_rate for failures, a script of our own for
-// attempts, which also tells when the last one went):
-//
-//   - Failures: failed requests per client address. Valid requests are
-//     never counted and never refused; an address over its budget has its
-//     failures refused fast.
-//   - Attempts: register (and switch-off) attempts that reach one shop's
-//     CRM with one API key, so a replayed register cannot burn the shop's
-//     CRM quota.
-//
-// It decides nothing about what failed: handlers call Failures.Fail only
-// for a request that already failed its checks.
 package ratelimit
 
 import (

@@ -62,6 +62,25 @@ func (s *Redis) Get(ctx context.Context, id string) (Account, error) {
 	return s.decodeStrict(h)
 }
 
+// GetAlong is Get with other commands in the same round trip: queue adds
+// them to the pipeline that reads the account (the proxy's turn under the
+// shop's rate limit). They run whether the account exists or not; their
+// outcomes are the caller's to read.
+func (s *Redis) GetAlong(ctx context.Context, id string, queue func(redis.Pipeliner)) (Account, error) {
+	pipe := s.rdb.Pipeline()
+	cmd := pipe.HGetAll(ctx, s.keys.account(id))
+	queue(pipe)
+	_, _ = pipe.Exec(ctx) // each command's error is its own: the account's is read below
+	h, err := cmd.Result()
+	if err != nil {
+		return Account{}, err
+	}
+	if len(h) == 0 {
+		return Account{}, ErrNotFound
+	}
+	return s.decodeStrict(h)
+}
+
 // FindByClientID returns the account a clientId belongs to. The account's
 // own clientId must match too: an index entry left by a clientId that was
 // replaced (an account repaired after it became unreadable) opens nothing.

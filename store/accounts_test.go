@@ -913,3 +913,28 @@ func TestListPagination(t *testing.T) {
 		assert.Len(t, def.Accounts, 50, "the default page size")
 	})
 }
+
+// GetAlong reads the account as Get does, and runs the caller's commands
+// in the same pipeline whether the account exists or not.
+func TestGetAlongReadsTheAccountWithTheCallersCommands(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s *store.Redis, _ redis.UniversalClient, _ string) {
+		ctx := t.Context()
+		at, err := s.BeginConnect(ctx, shopURL(1), newAPIKey())
+		require.NoError(t, err)
+		want, err := s.Get(ctx, at.Account.ID)
+		require.NoError(t, err)
+
+		var echo *redis.StringCmd
+		got, err := s.GetAlong(ctx, at.Account.ID, func(p redis.Pipeliner) { echo = p.Echo(ctx, "along") })
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+		assert.Equal(t, "along", echo.Val(), "the caller's command ran with the read")
+
+		_, err = s.GetAlong(ctx, "01ARZ3NDEKTSV4RRFFQ69G5FAV", func(p redis.Pipeliner) { echo = p.Echo(ctx, "still") })
+		assert.ErrorIs(t, err, store.ErrNotFound)
+		assert.Equal(t, "still", echo.Val(), "and ran for an unknown account too")
+
+		_, err = s.GetAlong(ctx, at.Account.ID, func(p redis.Pipeliner) { p.Do(ctx, "NOSUCHCOMMAND") })
+		assert.NoError(t, err, "another command's error is not the read's")
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/modulehub/simpleconnect/crm"
 	"github.com/modulehub/simpleconnect/docs"
@@ -51,6 +52,9 @@ const TokenIDKey = "bearer_token_id"
 // Accounts is what the service API needs of the store.
 type Accounts interface {
 	Get(ctx context.Context, id string) (store.Account, error)
+	// GetAlong is Get with the queue's commands in the same Redis round
+	// trip (the proxy's first turn).
+	GetAlong(ctx context.Context, id string, queue func(redis.Pipeliner)) (store.Account, error)
 	NoteCredentialsRead(ctx context.Context, acc store.Account, reader string) error
 }
 
@@ -61,9 +65,11 @@ type CRM interface {
 
 // Pacer hands out each call's turn under a shop's rate limit
 // (ratelimit.Pacer): how long until it, or *ratelimit.QueueFullError;
-// Slack is how late a call may still go after its turn.
+// Slack is how late a call may still go after its turn. ReserveAlong is
+// Reserve queued on the pipeline that reads the account.
 type Pacer interface {
 	Reserve(ctx context.Context, key string) (time.Duration, error)
+	ReserveAlong(ctx context.Context, pipe redis.Pipeliner, key string) func() (time.Duration, error)
 	Slack() time.Duration
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/modulehub/simpleconnect/crm"
 	"github.com/modulehub/simpleconnect/metrics"
@@ -87,20 +88,27 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 		buffered = b
 	}
 
-	// The shop's first turn is asked for while the account is read: two
-	// Redis round trips at once. A turn taken for a call refused below is
+	// The shop's first turn is asked for with the account's read: one
+	// Redis round trip for both. A turn taken for a call refused below is
 	// lost, which only spares the CRM a call.
-	var turn chan reservation
+	var (
+		acc   store.Account
+		first func() (time.Duration, error)
+	)
 	if a.d.Pacer != nil {
-		turn = make(chan reservation, 1)
-		go func() {
-			d, err := a.d.Pacer.Reserve(ctx, id)
-			turn <- reservation{time.Now().Add(d), d, err}
-		}()
+		acc, err = a.d.Accounts.GetAlong(ctx, id, func(pipe redis.Pipeliner) {
+			first = a.d.Pacer.ReserveAlong(ctx, pipe, id)
+		})
+	} else {
+		acc, err = a.d.Accounts.Get(ctx, id)
 	}
-	acc, err := a.d.Accounts.Get(ctx, id)
 	if err != nil {
 		return err
+	}
+	var turn *reservation
+	if first != nil {
+		d, err := first() // when Redis answered: now
+		turn = &reservation{time.Now().Add(d), d, err}
 	}
 	c.Set("account_id", acc.ID)
 	if err := Running(acc); err != nil {
@@ -122,7 +130,7 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 		fr.Body = body
 	}
 	if turn != nil {
-		fr.Wait, fr.Ready = a.turns(c, acc.ID, turn)
+		fr.Wait, fr.Ready = a.turns(c, acc.ID, *turn)
 	}
 	resp, err := a.d.CRM.Forward(ctx, acc.SystemURL, acc.APIKey, fr)
 	switch {
@@ -166,16 +174,16 @@ type reservation struct {
 const maxRetakes = 3
 
 // turns are the call's waits under the shop's rate limit (crm.Forward's
-// Wait and Ready): before every attempt, its turn (the first one's was
-// asked for ahead, in turn); a full queue answers 429 with Retry-After
-// (whole seconds, at least 1), nothing sent.
+// Wait and Ready): before every attempt, its turn (the first one, ahead,
+// was taken with the account's read); a full queue answers 429 with
+// Retry-After (whole seconds, at least 1), nothing sent.
 //
 // A turn is a moment, not a ticket: an attempt that has its connection
 // later than the pacer's slack after its turn (a new connection's dial
 // and TLS handshake, a process starved of CPU) takes a new one instead of
 // going at once. Calls late together would otherwise reach the CRM
 // together, more than its rate in one second.
-func (a *API) turns(c echo.Context, accountID string, ahead <-chan reservation) (wait, ready func(context.Context) error) {
+func (a *API) turns(c echo.Context, accountID string, ahead reservation) (wait, ready func(context.Context) error) {
 	first := true
 	var at time.Time // the current attempt's turn
 	var waited time.Duration
@@ -198,7 +206,7 @@ func (a *API) turns(c echo.Context, accountID string, ahead <-chan reservation) 
 	wait = func(ctx context.Context) error {
 		res := reservation{}
 		if first {
-			first, res = false, <-ahead
+			first, res = false, ahead
 		} else {
 			res = reserve(ctx)
 		}
