@@ -107,6 +107,8 @@ func childMain(mode string) int {
 	switch mode {
 	case "fake-crm":
 		err = serveFakeCRM(os.Stdin, os.Stdout, os.Getenv("LOADTEST_INFO_ARRAY") == "1", 10*time.Minute)
+	case "min-proxy":
+		err = serveMinProxy(os.Stdin, os.Stdout, os.Getenv, 10*time.Minute)
 	case "bare":
 		err = serveBare(os.Stdin, os.Stdout, []byte(os.Getenv("LOADTEST_BODY")), os.Getenv("LOADTEST_CONTENT_TYPE"), 10*time.Minute)
 	default:
@@ -256,7 +258,7 @@ func runAll(ctx context.Context, o options, r *report) error {
 		}
 	}
 	if has(o.phases, "proxy") { // proxy.go: a service instance of its own
-		if err := phaseProxy(ctx, o, r); err != nil {
+		if err := phaseProxy(ctx, o, bins.service, r); err != nil {
 			return fmt.Errorf("proxy: %w", err)
 		}
 	}

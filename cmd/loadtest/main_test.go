@@ -67,9 +67,10 @@ func TestSmallRunReportsEveryPhase(t *testing.T) {
 	defer cancel()
 	logs := t.TempDir()
 	err := realMain(ctx, []string{
-		"-phases", "startup,config,register,same-shop,accounts,wave", "-startups", "1", "-rounds", "2", "-round-duration", "150ms",
+		"-phases", "startup,config,register,same-shop,accounts,wave,proxy", "-startups", "1", "-rounds", "2", "-round-duration", "150ms",
 		"-config-requests", "200", "-registers", "20", "-same-shop", "40", "-accounts", "300",
-		"-wave-shops", "60", "-wave-callbacks", "200", "-logs", logs, "-timeout", "170s",
+		"-wave-shops", "60", "-wave-callbacks", "200", "-proxy-rounds", "2", "-proxy-requests", "200",
+		"-logs", logs, "-timeout", "170s",
 	}, &out, &progress)
 	require.NoError(t, err, progress.String())
 	report := out.String()
@@ -90,10 +91,16 @@ func TestSmallRunReportsEveryPhase(t *testing.T) {
 		}
 	}
 
-	// The service wrote its log itself, a line per register.
+	assertProxyReport(t, report)
+
+	// The service wrote its log itself, a line per register; the proxy
+	// phase's instance a line per proxied call.
 	b, err := os.ReadFile(filepath.Join(logs, "service.log"))
 	require.NoError(t, err)
 	assert.Contains(t, string(b), `"route":"/register"`)
+	b, err = os.ReadFile(filepath.Join(logs, "proxy-service.log"))
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"outcome":"crm_2xx"`)
 
 	// Every child is gone: none of them is a child of this process any more.
 	kids, _ := exec.Command("pgrep", "-P", strconv.Itoa(os.Getpid())).Output()
