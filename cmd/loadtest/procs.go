@@ -161,6 +161,33 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * tick, nil
 }
 
+// procReadsWrites is how many read and write system calls a process has
+// made, from /proc/PID/io (syscr, syscw): on a socket, each is a message
+// sent or a wake-up to read one (epoll, futex and MSG_PEEK not counted).
+func procReadsWrites(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	seen := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if ok && (k == "syscr" || k == "syscw") {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			sum += n
+			seen++
+		}
+	}
+	if seen != 2 {
+		return 0, errors.New("no syscr/syscw in /proc/" + strconv.Itoa(pid) + "/io")
+	}
+	return sum, nil
+}
+
 // procMemory reads a process's resident set size and its peak (VmRSS,
 // VmHWM), in bytes.
 func procMemory(pid int) (cur, peak int64, err error) {

@@ -73,6 +73,7 @@ type proxyPath struct {
 	proc *child // the proxy's process (its CPU); nil: direct, or in this process
 	runs []run
 	cpu  []time.Duration // the proxy process's CPU during each run
+	rw   []int64         // its read and write system calls during each run
 }
 
 func phaseProxy(ctx context.Context, o options, serviceBin string, r *report) error {
@@ -203,9 +204,10 @@ func phaseProxy(ctx context.Context, o options, serviceBin string, r *report) er
 		r.progressf("proxy: round %d/%d", i+1, proxyOpts.rounds)
 		for k := range paths {
 			p := paths[(i+k)%len(paths)]
-			cpu0 := p.procCPU()
+			cpu0, rw0 := p.procCPU(), p.procReadsWrites()
 			p.runs = append(p.runs, drive(ctx, o.conc, proxyOpts.requests, proxyOpts.duration, p.get))
 			p.cpu = append(p.cpu, p.procCPU()-cpu0)
+			p.rw = append(p.rw, p.procReadsWrites()-rw0)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -223,6 +225,16 @@ func (p *proxyPath) procCPU() time.Duration {
 	}
 	d, _ := procCPU(p.proc.Pid())
 	return d
+}
+
+// procReadsWrites is how many read and write system calls its proxy's
+// process has made so far (0: none of its own).
+func (p *proxyPath) procReadsWrites() int64 {
+	if p.proc == nil {
+		return 0
+	}
+	n, _ := procReadsWrites(p.proc.Pid())
+	return n
 }
 
 // accountID finds the connected shop's account id through the store's
@@ -353,8 +365,8 @@ func serveMinProxy(stdin io.Reader, out io.Writer, getenv func(string) string, m
 func (r *report) proxyResult(o options, paths []*proxyPath, inProcess bool) {
 	fmt.Fprintf(r.out, "\n## CRM proxy: GET /api/v5/orders through /service/api vs the fake CRM directly (%d connections, %d rounds of ≤%d requests or ≤%s each, CRM_RATE_PER_SECOND=%d)\n\n",
 		o.conc, proxyOpts.rounds, proxyOpts.requests, proxyOpts.duration, proxyOpts.rate)
-	fmt.Fprintln(r.out, "| path | requests | failed | req/s | p50 | p99 | proxy's CPU per request |")
-	fmt.Fprintln(r.out, "|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(r.out, "| path | requests | failed | req/s | p50 | p99 | proxy's CPU per request | its reads+writes per request |")
+	fmt.Fprintln(r.out, "|---|---:|---:|---:|---:|---:|---:|---:|")
 	type figures struct {
 		p50, p99 time.Duration
 		rps      float64
@@ -364,23 +376,26 @@ func (r *report) proxyResult(o options, paths []*proxyPath, inProcess bool) {
 		var all []time.Duration
 		var failed, n int
 		var elapsed, cpu time.Duration
+		var rw int64
 		for k, x := range p.runs {
 			all = append(all, x.samples()...)
 			failed += x.Failed
 			n += x.Done
 			elapsed += x.Elapsed
 			cpu += p.cpu[k]
+			rw += p.rw[k]
 		}
 		fig := figures{percentile(all, 50), percentile(all, 99), float64(n) / elapsed.Seconds()}
 		f = append(f, fig)
-		perCall := "–"
+		perCall, calls := "–", "–"
 		switch {
 		case p.proc != nil:
 			perCall = fmt.Sprintf("%.1f µs", float64(cpu.Nanoseconds())/1000/float64(max(1, n)))
+			calls = fmt.Sprintf("%.1f", float64(rw)/float64(max(1, n)))
 		case p.name == "the service's proxy" && inProcess:
-			perCall = "in this process"
+			perCall, calls = "in this process", "in this process"
 		}
-		fmt.Fprintf(r.out, "| %s | %d | %d | %.0f | %s | %s | %s |\n", p.name, len(all), failed, fig.rps, ms(fig.p50), ms(fig.p99), perCall)
+		fmt.Fprintf(r.out, "| %s | %d | %d | %.0f | %s | %s | %s | %s |\n", p.name, len(all), failed, fig.rps, ms(fig.p50), ms(fig.p99), perCall, calls)
 	}
 	direct, bare, yard, svc := f[0], f[1], f[2], f[3]
 	added50, added99, ratio := svc.p50-direct.p50, svc.p99-direct.p99, svc.rps/direct.rps

@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modulehub/simpleconnect/crm/crmtest"
 	"github.com/modulehub/simpleconnect/handlers/serviceapi"
 	"github.com/modulehub/simpleconnect/store/storetest"
 )
@@ -88,5 +90,39 @@ func TestTheProxySendsNothingOfABrokenChunkedBody(t *testing.T) {
 
 		e.fake.Close()
 		assert.Len(t, e.fake.Calls(), calls, "nothing reached the CRM")
+	})
+}
+
+// Replies stream back through pooled buffers: concurrent replies much
+// larger than a buffer each come back whole and byte for byte their own.
+func TestProxiedRepliesComeBackWholeWhileOthersStream(t *testing.T) {
+	eachRedis(t, func(t *testing.T, b *storetest.Backend) {
+		const calls = 8
+		var replies []crmtest.Reply
+		for i := range calls {
+			body := `{"success":true,"pad":"` + strings.Repeat(string(rune('a'+i)), 300<<10) + `"}`
+			replies = append(replies, crmtest.JSON(http.StatusOK, body))
+		}
+		e := newEnv(t, b, []crmtest.Option{crmtest.API("GET", "/api/v5/reference/sites", replies...)},
+			withRate(1_000_000, 0))
+		acc := e.connect("key-streams")
+		got := make(chan string, calls)
+		var wg sync.WaitGroup
+		for range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got <- e.call(0, http.MethodGet, "/service/api/accounts/"+acc.ID+"/crm/api/v5/reference/sites", serviceToken, nil, nil).body
+			}()
+		}
+		wg.Wait()
+		close(got)
+		seen := map[string]bool{}
+		for body := range got {
+			seen[body] = true
+		}
+		for _, r := range replies {
+			assert.True(t, seen[r.Body], "a %d-byte reply came back whole", len(r.Body))
+		}
 	})
 }

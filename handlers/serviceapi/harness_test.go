@@ -38,7 +38,7 @@ const (
 // CRM client, pacer, metrics) on a Redis of storetest, against a fake CRM.
 // Each instance is a replica: several share the Redis.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	cfg     config.Config
 	fake    *crmtest.Fake
 	backend *storetest.Backend
@@ -61,7 +61,7 @@ func withRate(perSecond int, maxWait time.Duration) envOption {
 
 // redisURL names the backend's Redis for REDIS_URL; a Cluster is not one
 // URL, so those tests use the other two.
-func redisURL(t *testing.T, b *storetest.Backend) string {
+func redisURL(t testing.TB, b *storetest.Backend) string {
 	switch b.Name {
 	case "miniredis":
 		return "redis://" + b.MR.Addr()
@@ -84,7 +84,7 @@ func eachRedis(t *testing.T, fn func(t *testing.T, b *storetest.Backend)) {
 }
 
 // newEnv starts one instance; more come from env.replica.
-func newEnv(t *testing.T, b *storetest.Backend, fakeOpts []crmtest.Option, opts ...envOption) *env {
+func newEnv(t testing.TB, b *storetest.Backend, fakeOpts []crmtest.Option, opts ...envOption) *env {
 	t.Helper()
 	e := &env{t: t, backend: b, logs: &redacttest.Log{}, fake: crmtest.New(t, fakeOpts...)}
 	e.cfg = config.Config{
