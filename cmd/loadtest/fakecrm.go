@@ -31,6 +31,9 @@ import (
 
 type fakeCRM struct {
 	infoArray bool
+	// ordersDelay is the CRM's own time for GET /api/v5/orders (the proxy
+	// phase's -proxy-crm-time): 0 answers at once.
+	ordersDelay time.Duration
 
 	mu        sync.Mutex
 	shops     []string                       // 127.0.0.1:port of shop i
@@ -47,8 +50,8 @@ type crmTime struct {
 // serveFakeCRM is the child: the control API on 127.0.0.1, its address
 // written as "listening ADDR" to out, until stdin closes (the parent ended)
 // or maxLife passes.
-func serveFakeCRM(stdin io.Reader, out io.Writer, infoArray bool, maxLife time.Duration) error {
-	f := &fakeCRM{infoArray: infoArray, times: map[string]*crmTime{}, clientIDs: map[string]map[string]struct{}{}}
+func serveFakeCRM(stdin io.Reader, out io.Writer, infoArray bool, ordersDelay time.Duration, maxLife time.Duration) error {
+	f := &fakeCRM{infoArray: infoArray, ordersDelay: ordersDelay, times: map[string]*crmTime{}, clientIDs: map[string]map[string]struct{}{}}
 	f.srv = &http.Server{Handler: http.HandlerFunc(f.serveCRM), ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 10 * time.Second}
 	defer f.srv.Close()
 	ctl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -153,6 +156,14 @@ func (f *fakeCRM) answer(r *http.Request, key string) (int, []byte) {
 	case r.Method == http.MethodGet && r.URL.Path == "/api/credentials":
 		return http.StatusOK, credentialsReply
 	case r.Method == http.MethodGet && r.URL.Path == "/api/v5/orders":
+		if f.ordersDelay > 0 {
+			t := time.NewTimer(f.ordersDelay)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+			}
+		}
 		return http.StatusOK, ordersReply
 	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/v5/integration-modules/") && strings.HasSuffix(r.URL.Path, "/edit"):
 		code, _ := url.PathUnescape(strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/api/v5/integration-modules/"), "/edit"))

@@ -106,7 +106,8 @@ func childMain(mode string) int {
 	var err error
 	switch mode {
 	case "fake-crm":
-		err = serveFakeCRM(os.Stdin, os.Stdout, os.Getenv("LOADTEST_INFO_ARRAY") == "1", 10*time.Minute)
+		ordersDelay, _ := time.ParseDuration(os.Getenv("LOADTEST_ORDERS_DELAY"))
+		err = serveFakeCRM(os.Stdin, os.Stdout, os.Getenv("LOADTEST_INFO_ARRAY") == "1", ordersDelay, 10*time.Minute)
 	case "min-proxy":
 		err = serveMinProxy(os.Stdin, os.Stdout, os.Getenv, 10*time.Minute)
 	case "bare":
@@ -329,7 +330,7 @@ func runAll(ctx context.Context, o options, r *report) error {
 
 	needCRM := has(o.phases, "register") || has(o.phases, "same-shop") || has(o.phases, "accounts") || has(o.phases, "wave")
 	if needCRM {
-		fake, err := startFakeCRM(ctx, o.infoArray, logDir)
+		fake, err := startFakeCRM(ctx, o.infoArray, logDir, 0)
 		if err != nil {
 			return err
 		}

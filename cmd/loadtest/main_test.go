@@ -44,13 +44,21 @@ func TestPercentileIsNearestRank(t *testing.T) {
 	assert.Zero(t, percentile(nil, 50))
 }
 
-func TestProcCPUAndMemoryReadThisProcess(t *testing.T) {
+func TestProcCPUMemoryAndSystemCallsReadThisProcess(t *testing.T) {
 	_, err := procCPU(os.Getpid())
 	require.NoError(t, err)
 	cur, peak, err := procMemory(os.Getpid())
 	require.NoError(t, err)
 	assert.Positive(t, cur)
 	assert.GreaterOrEqual(t, peak, cur)
+
+	before, err := procReadsWrites(os.Getpid())
+	require.NoError(t, err)
+	_, err = os.ReadFile("/proc/self/stat")
+	require.NoError(t, err)
+	after, err := procReadsWrites(os.Getpid())
+	require.NoError(t, err)
+	assert.Greater(t, after, before, "reading a file is a read system call")
 }
 
 // A small run of every phase on the embedded store or on REDIS_URL, with

@@ -52,6 +52,7 @@ type proxyOptions struct {
 	duration time.Duration
 	rounds   int
 	rate     int
+	crmTime  time.Duration
 }
 
 var proxyOpts proxyOptions
@@ -63,6 +64,7 @@ func addProxyFlags(fs interface {
 	fs.IntVar(&proxyOpts.requests, "proxy-requests", 3000, "requests per target per round of the proxy phase")
 	fs.DurationVar(&proxyOpts.duration, "proxy-duration", 2*time.Second, "time limit per target per round of the proxy phase")
 	fs.IntVar(&proxyOpts.rounds, "proxy-rounds", 6, "rounds of the proxy phase; each drives every path once, in a rotating order")
+	fs.DurationVar(&proxyOpts.crmTime, "proxy-crm-time", 0, "the fake CRM's own time per GET /api/v5/orders in the proxy phase: 0 answers at once (the proxy's cost alone, the issue's targets); a real CRM across the internet takes tens of milliseconds")
 	fs.IntVar(&proxyOpts.rate, "proxy-rate", 1_000_000, "CRM_RATE_PER_SECOND of the proxy phase's service (and the yardstick's pacer): on, so the pacer's Redis call is paid, but high enough never to wait")
 }
 
@@ -77,7 +79,7 @@ type proxyPath struct {
 }
 
 func phaseProxy(ctx context.Context, o options, serviceBin string, r *report) error {
-	fake, err := startFakeCRM(ctx, false, o.logDir)
+	fake, err := startFakeCRM(ctx, false, o.logDir, proxyOpts.crmTime)
 	if err != nil {
 		return err
 	}
@@ -363,8 +365,8 @@ func serveMinProxy(stdin io.Reader, out io.Writer, getenv func(string) string, m
 }
 
 func (r *report) proxyResult(o options, paths []*proxyPath, inProcess bool) {
-	fmt.Fprintf(r.out, "\n## CRM proxy: GET /api/v5/orders through /service/api vs the fake CRM directly (%d connections, %d rounds of ≤%d requests or ≤%s each, CRM_RATE_PER_SECOND=%d)\n\n",
-		o.conc, proxyOpts.rounds, proxyOpts.requests, proxyOpts.duration, proxyOpts.rate)
+	fmt.Fprintf(r.out, "\n## CRM proxy: GET /api/v5/orders through /service/api vs the fake CRM directly (%d connections, %d rounds of ≤%d requests or ≤%s each, CRM_RATE_PER_SECOND=%d, the CRM's own time %s)\n\n",
+		o.conc, proxyOpts.rounds, proxyOpts.requests, proxyOpts.duration, proxyOpts.rate, proxyOpts.crmTime)
 	fmt.Fprintln(r.out, "| path | requests | failed | req/s | p50 | p99 | proxy's CPU per request | its reads+writes per request |")
 	fmt.Fprintln(r.out, "|---|---:|---:|---:|---:|---:|---:|---:|")
 	type figures struct {
@@ -404,6 +406,12 @@ func (r *report) proxyResult(o options, paths []*proxyPath, inProcess bool) {
 		ms(bare.p50-direct.p50), ms(bare.p99-direct.p99), bare.rps/direct.rps, ms(yard.p50-direct.p50), ms(yard.p99-direct.p99), yard.rps/direct.rps)
 	fmt.Fprintf(r.out, "service's proxy vs the yardstick (bare proxy + Redis round trip): throughput %.2f×, added p50 %s more\n",
 		svc.rps/yard.rps, ms(svc.p50-yard.p50))
+	if proxyOpts.crmTime > 0 {
+		// The targets are of the proxy's own cost: a CRM that takes its time
+		// hides it, so no verdict is given here.
+		fmt.Fprintf(r.out, "(the fake CRM took %s per call: the targets are judged with -proxy-crm-time 0)\n", proxyOpts.crmTime)
+		return
+	}
 	fmt.Fprintln(r.out, "\n| target | this run | target | met |\n|---|---:|---|---|")
 	fmt.Fprintf(r.out, "| CRM proxy: added p99 on loopback | %s | < 1 ms | %s |\n", ms(added99), yes(added99 < time.Millisecond))
 	fmt.Fprintf(r.out, "| CRM proxy: throughput vs direct (rate limit raised) | %.2f× | ≥ 0.8× | %s |\n", ratio, yes(ratio >= 0.8))

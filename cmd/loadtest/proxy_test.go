@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // assertProxyReport checks the proxy phase's part of a small run
@@ -26,4 +29,22 @@ func assertProxyReport(t *testing.T, report string) {
 	assert.Contains(t, report, "service's proxy vs the yardstick")
 	assert.Contains(t, report, "| CRM proxy: added p99 on loopback |")
 	assert.Contains(t, report, "| CRM proxy: throughput vs direct (rate limit raised) |")
+}
+
+// With -proxy-crm-time the fake CRM takes that long over GET
+// /api/v5/orders: the proxy phase's figures with a CRM that takes its
+// time.
+func TestFakeCRMTakesItsTimeOverOrders(t *testing.T) {
+	const crmTime = 30 * time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	fake, err := startFakeCRM(ctx, false, t.TempDir(), crmTime)
+	require.NoError(t, err)
+	defer fake.proc.Stop()
+	require.NoError(t, fake.ensure(ctx, 1))
+	client := newClient(1)
+	defer client.CloseIdleConnections()
+	d, err := crmGetter(client, "http://"+fake.shop(0)+"/api/v5/orders", "X-API-KEY", "key")(ctx, 0, 0)
+	require.NoError(t, err, "a page of orders, 200")
+	assert.GreaterOrEqual(t, d, crmTime)
 }

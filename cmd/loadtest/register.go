@@ -31,7 +31,7 @@ type fakeClient struct {
 	shops []string // host:port of shop i
 }
 
-func startFakeCRM(ctx context.Context, infoArray bool, logDir string) (*fakeClient, error) {
+func startFakeCRM(ctx context.Context, infoArray bool, logDir string, ordersDelay time.Duration) (*fakeClient, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -39,6 +39,9 @@ func startFakeCRM(ctx context.Context, infoArray bool, logDir string) (*fakeClie
 	env := append(baseEnv(), childEnv+"=fake-crm")
 	if infoArray {
 		env = append(env, "LOADTEST_INFO_ARRAY=1")
+	}
+	if ordersDelay > 0 {
+		env = append(env, "LOADTEST_ORDERS_DELAY="+ordersDelay.String())
 	}
 	p, err := startChild(ctx, "fake CRM", self, nil, env, filepath.Join(logDir, "fakecrm.log"))
 	if err != nil {
