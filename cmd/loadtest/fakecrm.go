@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"log"
 	"net"
@@ -54,26 +53,11 @@ func serveFakeCRM(stdin io.Reader, out io.Writer, infoArray bool, ordersDelay ti
 	f := &fakeCRM{infoArray: infoArray, ordersDelay: ordersDelay, times: map[string]*crmTime{}, clientIDs: map[string]map[string]struct{}{}}
 	f.srv = &http.Server{Handler: http.HandlerFunc(f.serveCRM), ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 10 * time.Second}
 	defer f.srv.Close()
-	ctl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /shops", f.handleShops)
 	mux.HandleFunc("GET /times", f.handleTimes)
 	mux.HandleFunc("GET /clientids", f.handleClientIDs)
-	ctlSrv := &http.Server{Handler: mux, ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = ctlSrv.Serve(ctl) }()
-	defer ctlSrv.Close()
-	fmt.Fprintf(out, "listening %s\n", ctl.Addr())
-
-	done := make(chan struct{})
-	go func() { _, _ = io.Copy(io.Discard, stdin); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(maxLife):
-	}
-	return nil
+	return serveChild(&http.Server{Handler: mux, ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 10 * time.Second}, stdin, out, maxLife)
 }
 
 // handleShops makes sure shops 0..n-1 have a listener and returns their

@@ -194,6 +194,30 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return err
 }
 
+// openRedis is the run's store: REDIS_URL's Redis, or a miniredis in this
+// process when none is set (its CPU then counts as the generator's, and
+// Redis memory cannot be measured), shared by whom; the note says which.
+func openRedis(o options, r *report, whom string) (string, *redis.Client, func(), error) {
+	url, stop := o.redisURL, func() {}
+	if url == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return "", nil, nil, err
+		}
+		url, stop = "redis://"+mr.Addr()+"/0", mr.Close
+		r.note("store: **miniredis in the load generator's process** (REDIS_URL not set), shared by " + whom + ": its CPU counts as the generator's, and Redis memory cannot be measured")
+	} else {
+		r.note("store: real Redis (REDIS_URL), shared by " + whom + "; every key of this run is under a random prefix, deleted at the end")
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		stop()
+		return "", nil, nil, errors.New("-redis-url is not a Redis URL")
+	}
+	rdb := redis.NewClient(opt)
+	return url, rdb, func() { _ = rdb.Close(); stop() }, nil
+}
+
 func has(phases []string, p string) bool { return slices.Contains(phases, p) }
 
 // binaries are the service and peer executables.
@@ -267,24 +291,11 @@ func runAll(ctx context.Context, o options, r *report) error {
 		return nil
 	}
 
-	redisURL := o.redisURL
-	if redisURL == "" {
-		mr := miniredis.NewMiniRedis()
-		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-			return err
-		}
-		defer mr.Close()
-		redisURL = "redis://" + mr.Addr() + "/0"
-		r.note("store: **miniredis in the load generator's process** (REDIS_URL not set), shared by the service and the peer: its CPU counts as the generator's, and Redis memory cannot be measured")
-	} else {
-		r.note("store: real Redis (REDIS_URL); every key of this run is under a random prefix, deleted at the end")
-	}
-	opt, err := redis.ParseURL(redisURL)
+	redisURL, rdb, closeRedis, err := openRedis(o, r, "the service and the peer")
 	if err != nil {
-		return errors.New("-redis-url is not a Redis URL")
+		return err
 	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	defer closeRedis()
 	rc := newRedisProc(ctx, rdb)
 
 	svc, peer, bare, err := startTargets(ctx, o, bins, logDir, redisURL, r)

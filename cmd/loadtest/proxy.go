@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -18,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/modulehub/simpleconnect/ratelimit"
@@ -89,22 +87,11 @@ func phaseProxy(ctx context.Context, o options, serviceBin string, r *report) er
 	}
 	shopURL := "http://" + fake.shop(0)
 
-	redisURL := o.redisURL
-	if redisURL == "" {
-		mr := miniredis.NewMiniRedis()
-		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-			return err
-		}
-		defer mr.Close()
-		redisURL = "redis://" + mr.Addr() + "/0"
-		r.note("proxy phase store: **miniredis in the load generator's process** (REDIS_URL not set)")
-	}
-	opt, err := redis.ParseURL(redisURL)
+	redisURL, rdb, closeRedis, err := openRedis(o, r, "the proxy phase's service and the yardstick")
 	if err != nil {
-		return errors.New("-redis-url is not a Redis URL")
+		return err
 	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	defer closeRedis()
 
 	prefix := "loadtest-proxy-" + randomHex(8)
 	defer func() {
@@ -344,24 +331,10 @@ func serveMinProxy(stdin io.Reader, out io.Writer, getenv func(string) string, m
 		}
 		rp.ServeHTTP(w, r)
 	})
-	srv := &http.Server{
+	return serveChild(&http.Server{
 		Handler: handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second,
 		ErrorLog: log.New(io.Discard, "", 0),
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	fmt.Fprintf(out, "listening %s\n", ln.Addr())
-	done := make(chan struct{})
-	go func() { _, _ = io.Copy(io.Discard, stdin); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(maxLife):
-	}
-	return nil
+	}, stdin, out, maxLife)
 }
 
 func (r *report) proxyResult(o options, paths []*proxyPath, inProcess bool) {

@@ -218,7 +218,7 @@ func startReplicas(ctx context.Context, svc *target, logDir string) (*target, *c
 // route and writes the service's /config bytes with the same Content-Type,
 // with the service's server settings, until stdin closes.
 func serveBare(stdin io.Reader, out io.Writer, body []byte, contentType string, maxLife time.Duration) error {
-	srv := &http.Server{
+	return serveChild(&http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/config" || r.Method != http.MethodGet {
 				http.NotFound(w, r)
@@ -230,7 +230,13 @@ func serveBare(stdin io.Reader, out io.Writer, body []byte, contentType string, 
 		}),
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 25 * time.Second,
 		IdleTimeout: 90 * time.Second, MaxHeaderBytes: 16 << 10, ErrorLog: log.New(io.Discard, "", 0),
-	}
+	}, stdin, out, maxLife)
+}
+
+// serveChild is a child mode's life: srv on a new 127.0.0.1 port, written
+// as "listening ADDR" to out (startChild waits for it), until stdin closes
+// (the parent stopped it or died) or maxLife passes.
+func serveChild(srv *http.Server, stdin io.Reader, out io.Writer, maxLife time.Duration) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
