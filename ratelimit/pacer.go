@@ -69,16 +69,19 @@ func (p *Pacer) Reserve(ctx context.Context, key string) (time.Duration, error) 
 
 // ReserveAlong queues Reserve's Redis call for key on pipe, so that it
 // travels with the caller's own commands (the proxy's account read: one
-// round trip for both), and returns what reads its outcome once the
-// pipeline has run: Reserve's results. A Redis that did not know the
-// script yet (new, restarted, failed over) answered NOSCRIPT and took no
-// slot; the reading then takes one alone, as Reserve.
+// round trip on a single Redis; on a Cluster the two keys' nodes are asked
+// at once), and returns what reads its outcome once the pipeline has run:
+// Reserve's results. pipe must be of the pacer's own Redis. A Redis that
+// did not know the script yet (new, restarted, failed over) answered
+// NOSCRIPT and took no slot; the reading then sends the script itself
+// (EVAL, one more round trip), which takes one.
 func (p *Pacer) ReserveAlong(ctx context.Context, pipe redis.Pipeliner, key string) func() (time.Duration, error) {
-	cmd := allowN.EvalSha(ctx, pipe, []string{gcraKeyPrefix + p.prefix + key}, p.gcraArgs()...)
+	keys := []string{gcraKeyPrefix + p.prefix + key}
+	cmd := allowN.EvalSha(ctx, pipe, keys, p.gcraArgs()...)
 	return func() (time.Duration, error) {
 		v, err := cmd.Result()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			return p.Reserve(ctx, key)
+			v, err = allowN.Eval(ctx, p.rdb, keys, p.gcraArgs()...).Result()
 		}
 		if err != nil {
 			return p.slot(gcraResult{}, err)

@@ -47,18 +47,37 @@ func TestPercentileIsNearestRank(t *testing.T) {
 func TestProcCPUMemoryAndSystemCallsReadThisProcess(t *testing.T) {
 	_, err := procCPU(os.Getpid())
 	require.NoError(t, err)
+	cpu0, err := procThreadsCPU(os.Getpid())
+	require.NoError(t, err)
+	cpu1 := cpu0
+	for start := time.Now(); cpu1 == cpu0 && time.Since(start) < 10*time.Second; { // busy until counted
+		cpu1, err = procThreadsCPU(os.Getpid())
+		require.NoError(t, err)
+	}
+	assert.Greater(t, cpu1, cpu0, "a busy thread's time is counted")
 	cur, peak, err := procMemory(os.Getpid())
 	require.NoError(t, err)
 	assert.Positive(t, cur)
 	assert.GreaterOrEqual(t, peak, cur)
 
+	// Reading the counters costs a few calls itself (open, read, close):
+	// what is asserted is the calls made between two readings, many more
+	// than that.
+	f, err := os.Open("/dev/zero")
+	require.NoError(t, err)
+	defer f.Close()
+	const reads = 1000
 	before, err := procReadsWrites(os.Getpid())
 	require.NoError(t, err)
-	_, err = os.ReadFile("/proc/self/stat")
-	require.NoError(t, err)
+	buf := make([]byte, 1)
+	for range reads {
+		_, err := f.Read(buf)
+		require.NoError(t, err)
+	}
 	after, err := procReadsWrites(os.Getpid())
 	require.NoError(t, err)
-	assert.Greater(t, after, before, "reading a file is a read system call")
+	assert.GreaterOrEqual(t, after-before, int64(reads), "each read of a file is a read system call")
+	assert.Less(t, after-before, int64(2*reads), "and counted once")
 }
 
 // A small run of every phase on the embedded store or on REDIS_URL, with

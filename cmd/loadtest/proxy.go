@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -61,7 +62,7 @@ func addProxyFlags(fs interface {
 }) {
 	fs.IntVar(&proxyOpts.requests, "proxy-requests", 3000, "requests per target per round of the proxy phase")
 	fs.DurationVar(&proxyOpts.duration, "proxy-duration", 2*time.Second, "time limit per target per round of the proxy phase")
-	fs.IntVar(&proxyOpts.rounds, "proxy-rounds", 6, "rounds of the proxy phase; each drives every path once, in a rotating order")
+	fs.IntVar(&proxyOpts.rounds, "proxy-rounds", 8, "rounds of the proxy phase; each drives every path once, in a rotating order (a multiple of 4 puts each path first equally often)")
 	fs.DurationVar(&proxyOpts.crmTime, "proxy-crm-time", 0, "the fake CRM's own time per GET /api/v5/orders in the proxy phase: 0 answers at once (the proxy's cost alone, the issue's targets); a real CRM across the internet takes tens of milliseconds")
 	fs.IntVar(&proxyOpts.rate, "proxy-rate", 1_000_000, "CRM_RATE_PER_SECOND of the proxy phase's service (and the yardstick's pacer): on, so the pacer's Redis call is paid, but high enough never to wait")
 }
@@ -147,19 +148,15 @@ func phaseProxy(ctx context.Context, o options, serviceBin string, r *report) er
 	}
 
 	// The bare proxies: one without Redis, one with the yardstick's round
-	// trip; the account they read is a hash of their own (plain: they are
-	// measured, not deployed).
+	// trip, which reads the service's own account hash (and is given the
+	// key it cannot open).
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	minPrefix := prefix + "-min"
-	if err := rdb.HSet(ctx, minPrefix+":acct:"+id, "systemUrl", shopURL, "apiKey", apiKey).Err(); err != nil {
-		return err
-	}
 	minEnv := append(baseEnv(), childEnv+"=min-proxy", "LOADTEST_PROXY_TOKEN="+token,
-		"LOADTEST_SHOP_URL="+shopURL, "LOADTEST_SHOP_KEY="+apiKey, "LOADTEST_PROXY_PREFIX="+minPrefix,
-		"LOADTEST_PROXY_RATE="+strconv.Itoa(proxyOpts.rate))
+		"LOADTEST_SHOP_URL="+shopURL, "LOADTEST_SHOP_KEY="+apiKey, "LOADTEST_ACCOUNT_PREFIX="+prefix,
+		"LOADTEST_PACER_PREFIX="+prefix+"-yardstick", "LOADTEST_PROXY_RATE="+strconv.Itoa(proxyOpts.rate))
 	bare, err := startChild(ctx, "bare-proxy", self, nil, minEnv, filepath.Join(o.logDir, "bare-proxy.log"))
 	if err != nil {
 		return err
@@ -181,8 +178,12 @@ func phaseProxy(ctx context.Context, o options, serviceBin string, r *report) er
 		{name: "bare proxy + one Redis round trip", get: crmGetter(client, "http://"+yard.Addr+proxied, "Authorization", auth), proc: yard},
 		{name: "the service's proxy", get: crmGetter(client, svcURL+proxied, "Authorization", auth), proc: svcProc},
 	}
-	r.progressf("proxy: service at %s, bare proxy at %s, yardstick at %s, fake CRM at %s; logs in %s",
-		svcURL, bare.Addr, yard.Addr, shopURL, o.logDir)
+	svcPid := os.Getpid()
+	if svcProc != nil {
+		svcPid = svcProc.Pid()
+	}
+	r.progressf("proxy: service at %s (pid %d), bare proxy at %s (pid %d), yardstick at %s (pid %d), fake CRM at %s (pid %d); logs in %s",
+		svcURL, svcPid, bare.Addr, bare.Pid(), yard.Addr, yard.Pid(), shopURL, fake.proc.Pid(), o.logDir)
 	// Warm every path (connections, the account's first read).
 	for _, p := range paths {
 		if res := drive(ctx, o.conc, 200, time.Second, p.get); res.Failed > 0 {
@@ -206,13 +207,13 @@ func phaseProxy(ctx context.Context, o options, serviceBin string, r *report) er
 	return nil
 }
 
-// procCPU is the CPU its proxy's process has used so far (0: none of its
-// own).
+// procCPU is the CPU its proxy's process has used so far, to the
+// nanosecond (0: none of its own).
 func (p *proxyPath) procCPU() time.Duration {
 	if p.proc == nil {
 		return 0
 	}
-	d, _ := procCPU(p.proc.Pid())
+	d, _ := procThreadsCPU(p.proc.Pid())
 	return d
 }
 
@@ -260,17 +261,18 @@ func crmGetter(client *http.Client, url, header, value string) func(context.Cont
 }
 
 // serveMinProxy is the bare proxy child: a bearer check, the path's
-// account id, then (with LOADTEST_PROXY_REDIS) the account's hash and the
-// shop's turn in one Redis pipeline, the service pacer's script, and
-// httputil.ReverseProxy to the shop with its key. It writes no log: it is
-// the floor, not a service.
+// account id, then (with LOADTEST_PROXY_REDIS) the service's own account
+// hash and the shop's turn in one Redis pipeline (the service pacer's
+// script, a queue of its own), and one httputil.ReverseProxy with pooled
+// buffers to the shop with its key. It opens no sealed field (it is given
+// the key) and writes no log: it is the floor, not a service.
 func serveMinProxy(stdin io.Reader, out io.Writer, getenv func(string) string, maxLife time.Duration) error {
 	token := []byte("Bearer " + getenv("LOADTEST_PROXY_TOKEN"))
 	shop, err := url.Parse(getenv("LOADTEST_SHOP_URL"))
 	if err != nil {
 		return err
 	}
-	apiKey, prefix := getenv("LOADTEST_SHOP_KEY"), getenv("LOADTEST_PROXY_PREFIX")
+	apiKey, accounts := getenv("LOADTEST_SHOP_KEY"), getenv("LOADTEST_ACCOUNT_PREFIX")
 	var rdb *redis.Client
 	var pacer *ratelimit.Pacer
 	if u := getenv("LOADTEST_PROXY_REDIS"); u != "" {
@@ -281,9 +283,25 @@ func serveMinProxy(stdin io.Reader, out io.Writer, getenv func(string) string, m
 		rdb = redis.NewClient(opt)
 		defer rdb.Close()
 		rate, _ := strconv.Atoi(getenv("LOADTEST_PROXY_RATE"))
-		pacer = ratelimit.NewPacer(rdb, prefix, max(rate, 1), 5*time.Second)
+		pacer = ratelimit.NewPacer(rdb, getenv("LOADTEST_PACER_PREFIX"), max(rate, 1), 5*time.Second)
 	}
-	transport := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 32, IdleConnTimeout: 90 * time.Second}
+	type dest struct {
+		shop *url.URL
+		path string // the CRM API path, without the service's prefix
+	}
+	type destKey struct{}
+	rp := &httputil.ReverseProxy{
+		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 32, IdleConnTimeout: 90 * time.Second},
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			d := pr.In.Context().Value(destKey{}).(dest)
+			pr.SetURL(d.shop)
+			pr.Out.URL.Path, pr.Out.URL.RawPath = "/"+d.path, ""
+			pr.Out.Header.Del("Authorization")
+			pr.Out.Header.Set("X-API-KEY", apiKey)
+		},
+		BufferPool: &bufferPool{},
+		ErrorLog:   log.New(io.Discard, "", 0),
+	}
 	const base = "/service/api/accounts/"
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), token) != 1 {
@@ -296,10 +314,10 @@ func serveMinProxy(stdin io.Reader, out io.Writer, getenv func(string) string, m
 			http.NotFound(w, r)
 			return
 		}
-		target, key := shop, apiKey
+		systemURL := shop
 		if rdb != nil {
 			pipe := rdb.Pipeline()
-			acc := pipe.HGetAll(r.Context(), prefix+":acct:"+id)
+			acc := pipe.HGetAll(r.Context(), "{"+accounts+"}:acct:"+id)
 			turn := pacer.ReserveAlong(r.Context(), pipe, id)
 			_, _ = pipe.Exec(r.Context())
 			h, err := acc.Result()
@@ -313,29 +331,31 @@ func serveMinProxy(stdin io.Reader, out io.Writer, getenv func(string) string, m
 			} else if d > 0 {
 				time.Sleep(d)
 			}
-			if target, err = url.Parse(h["systemUrl"]); err != nil {
+			if systemURL, err = url.Parse(h["url"]); err != nil {
 				http.Error(w, err.Error(), http.StatusBadGateway)
 				return
 			}
-			key = h["apiKey"]
 		}
-		rp := &httputil.ReverseProxy{
-			Transport: transport,
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.SetURL(target)
-				pr.Out.URL.Path, pr.Out.URL.RawPath = "/"+path, ""
-				pr.Out.Header.Del("Authorization")
-				pr.Out.Header.Set("X-API-KEY", key)
-			},
-			ErrorLog: log.New(io.Discard, "", 0),
-		}
-		rp.ServeHTTP(w, r)
+		rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), destKey{}, dest{systemURL, path})))
 	})
 	return serveChild(&http.Server{
 		Handler: handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second,
 		ErrorLog: log.New(io.Discard, "", 0),
 	}, stdin, out, maxLife)
 }
+
+// bufferPool lends the bare proxy's ReverseProxy its copy buffers, as the
+// service pools its own.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 func (r *report) proxyResult(o options, paths []*proxyPath, inProcess bool) {
 	fmt.Fprintf(r.out, "\n## CRM proxy: GET /api/v5/orders through /service/api vs the fake CRM directly (%d connections, %d rounds of ≤%d requests or ≤%s each, CRM_RATE_PER_SECOND=%d, the CRM's own time %s)\n\n",

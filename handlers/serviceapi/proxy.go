@@ -100,20 +100,25 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 		acc, err = a.d.Accounts.GetAlong(ctx, id, func(pipe redis.Pipeliner) {
 			first = a.d.Pacer.ReserveAlong(ctx, pipe, id)
 		})
+		if err == nil && first == nil { // a store that read without queueing: the turn alone
+			first = func() (time.Duration, error) { return a.d.Pacer.Reserve(ctx, id) }
+		}
 	} else {
 		acc, err = a.d.Accounts.Get(ctx, id)
 	}
 	if err != nil {
 		return err
 	}
-	var turn *reservation
-	if first != nil {
-		d, err := first() // when Redis answered: now
-		turn = &reservation{time.Now().Add(d), d, err}
-	}
 	c.Set("account_id", acc.ID)
 	if err := Running(acc); err != nil {
 		return err
+	}
+	var turn *reservation
+	if first != nil {
+		// The wait is from when Redis answered; counted from now, the
+		// account's decoding later: a turn kept a little late, never early.
+		d, err := first()
+		turn = &reservation{time.Now().Add(d), d, err}
 	}
 
 	fr := crm.ForwardRequest{
@@ -171,7 +176,7 @@ func (a *API) handleProxy(c echo.Context) (err error) {
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // reservation is a turn: when it is (on this process's clock, taken when
-// Redis answered), how far ahead it was, or why there is none.
+// its reply was read), how far ahead it was, or why there is none.
 type reservation struct {
 	at  time.Time
 	in  time.Duration
