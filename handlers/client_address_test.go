@@ -1,12 +1,9 @@
 package handlers_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -50,21 +47,8 @@ func TestTheClientAddressIsThePeerUnlessATrustedProxyForwardedIt(t *testing.T) {
 // refused as over the budget.
 func (h *harness) failFrom(forwardedFor, realIP string) bool {
 	h.t.Helper()
-	token := verify.Sign("not-our-secret", "key-forged")
-	h.remember("key-forged", token)
-	body, err := json.Marshal(map[string]string{"apiKey": "key-forged", "systemUrl": h.fake.URL, "token": token})
-	require.NoError(h.t, err)
-	req, err := http.NewRequest(http.MethodPost, h.srv.URL+"/register", strings.NewReader(url.Values{"register": {string(body)}}.Encode()))
-	require.NoError(h.t, err)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if forwardedFor != "" {
-		req.Header.Set("X-Forwarded-For", forwardedFor)
-	}
-	if realIP != "" {
-		req.Header.Set("X-Real-IP", realIP)
-	}
-	resp, raw := h.do(req)
-	r := decodeWebhook(h.t, resp, raw)
+	_, r := h.postRegisterWith("key-forged", h.fake.URL, verify.Sign("not-our-secret", "key-forged"),
+		map[string]string{"X-Forwarded-For": forwardedFor, "X-Real-IP": realIP})
 	require.False(h.t, r.Success)
 	if r.ErrorMsg == tooManyFailures {
 		return true

@@ -1,12 +1,9 @@
 package handlers_test
 
 import (
-	"encoding/json"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -23,18 +20,8 @@ import (
 // optional Accept-Language, and returns the errorMsg.
 func (h *harness) registerIn(systemURL, acceptLanguage string) string {
 	h.t.Helper()
-	token := verify.Sign("not-our-secret", "key-lang")
-	h.remember("key-lang", token)
-	body, err := json.Marshal(map[string]string{"apiKey": "key-lang", "systemUrl": systemURL, "token": token})
-	require.NoError(h.t, err)
-	req, err := http.NewRequest(http.MethodPost, h.srv.URL+"/register", strings.NewReader(url.Values{"register": {string(body)}}.Encode()))
-	require.NoError(h.t, err)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if acceptLanguage != "" {
-		req.Header.Set("Accept-Language", acceptLanguage)
-	}
-	resp, raw := h.do(req)
-	r := decodeWebhook(h.t, resp, raw)
+	_, r := h.postRegisterWith("key-lang", systemURL, verify.Sign("not-our-secret", "key-lang"),
+		map[string]string{"Accept-Language": acceptLanguage})
 	require.False(h.t, r.Success)
 	return r.ErrorMsg
 }

@@ -277,11 +277,27 @@ func (h *harness) register(apiKey, systemURL string) webhookReply {
 
 func (h *harness) registerSigned(apiKey, systemURL, token string) webhookReply {
 	h.t.Helper()
+	_, r := h.postRegisterWith(apiKey, systemURL, token, nil)
+	return r
+}
+
+// postRegisterWith sends a register as the CRM does (JSON in the form's
+// "register" field), with headers of the caller's (set when not empty),
+// and returns the reply with its headers. The key and token are
+// remembered: they must reach no reply or log.
+func (h *harness) postRegisterWith(apiKey, systemURL, token string, headers map[string]string) (*http.Response, webhookReply) {
+	h.t.Helper()
 	h.remember(apiKey, token)
 	body, err := json.Marshal(map[string]string{"apiKey": apiKey, "systemUrl": systemURL, "token": token})
 	require.NoError(h.t, err)
-	resp, raw := h.postForm("/register", url.Values{"register": {string(body)}})
-	return decodeWebhook(h.t, resp, raw)
+	set := map[string]string{}
+	for k, v := range headers {
+		if v != "" {
+			set[k] = v
+		}
+	}
+	resp, raw := h.postFormFrom("/register", url.Values{"register": {string(body)}}, set)
+	return resp, decodeWebhook(h.t, resp, raw)
 }
 
 // registerFixture replays a recorded register body from testdata/register.

@@ -2,7 +2,6 @@ package handlers_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -42,11 +41,7 @@ func (h *harness) freezeLimiterClock() { h.mr.SetTime(time.Now()) }
 // postRegister sends a register and returns the reply with its headers.
 func (h *harness) postRegister(apiKey, systemURL, token string) (*http.Response, webhookReply) {
 	h.t.Helper()
-	h.remember(apiKey, token)
-	body, err := json.Marshal(map[string]string{"apiKey": apiKey, "systemUrl": systemURL, "token": token})
-	require.NoError(h.t, err)
-	resp, raw := h.postForm("/register", url.Values{"register": {string(body)}})
-	return resp, decodeWebhook(h.t, resp, raw)
+	return h.postRegisterWith(apiKey, systemURL, token, nil)
 }
 
 // callback sends an activity callback (the clientId is remembered by the
